@@ -1,0 +1,3 @@
+from lnn_nav.cli import main
+
+raise SystemExit(main())

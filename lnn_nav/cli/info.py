@@ -1,0 +1,31 @@
+"""`lnn-nav info`: versions of the stack and the default policy's architecture."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from importlib import metadata
+
+PACKAGES = ("lnn-nav", "torch", "numpy", "gymnasium", "pybullet", "opencv-python-headless")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed version of each runtime dependency ("not installed" if absent)."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def run(args: argparse.Namespace) -> int:
+    for name, version in package_versions().items():
+        print(f"{name:24s} {version}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="print versions and the default policy's architecture")
+    p.set_defaults(func=run)
