@@ -1,0 +1,248 @@
+"""The onboard flight controller: velocity command -> motor speeds.
+
+A cascade, every loop run at the physics rate (240 Hz by default):
+
+1. velocity (PI, world frame) -> desired acceleration, tilt-limited;
+2. acceleration + gravity -> desired thrust vector: its projection on the
+   current body z axis is the collective thrust, its direction the desired
+   body z axis;
+3. attitude (P): tilt error (body z onto the desired thrust direction) and
+   heading error -> desired body rates;
+4. body rates (PI) -> body torques (through the nominal inertia);
+5. motor mixing: collective thrust and torques -> per-motor thrust -> RPM, with
+   yaw torque given up first when motors saturate.
+
+Command frame. `VelocityCommand(forward, left, up, yaw_rate)` is body FLU, but
+tracked as a pilot would fly it: `forward` and `left` are horizontal velocities
+in the heading frame (the body frame yawed with the vehicle but kept level, so
+tilting to accelerate does not change what "forward" means), `up` is the world
+vertical velocity, and `yaw_rate` is the rate of change of heading about world
+z (rad/s, positive turns left). Commands are clipped to `CommandLimits`.
+
+The controller uses the *nominal* vehicle parameters it was built with; when the
+simulated vehicle is perturbed (heavier, weak motor) the integrators absorb the
+difference, as they would on a real vehicle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from lnn_nav.command import CommandLimits, VelocityCommand
+from lnn_nav.sim.vehicle import GRAVITY_MPS2, ROTOR_DIRECTIONS_BODY, ROTOR_SPIN, QuadrotorParams, QuadState
+
+
+@dataclass(frozen=True)
+class FlightControllerGains:
+    """Gains and limits of the cascade. Defaults are tuned for the Crazyflie 2.x
+    model at a 240 Hz loop with a 20 ms motor lag."""
+
+    vel_p_xy: float = 5.0
+    """1/s, horizontal velocity error -> horizontal acceleration."""
+    vel_i_xy: float = 1.0
+    """1/s^2, integral of horizontal velocity error -> acceleration."""
+    vel_p_z: float = 6.0
+    """1/s, vertical velocity error -> vertical acceleration."""
+    vel_i_z: float = 4.0
+    """1/s^2, integral of vertical velocity error -> acceleration."""
+    vel_i_limit_mps2: float = 3.0
+    """m/s^2, bound on each axis of the integral term (anti-windup)."""
+    max_tilt_rad: float = 0.6
+    """rad, largest tilt of the thrust vector from vertical the velocity loop asks for."""
+    att_p_tilt: float = 14.0
+    """1/s, tilt error (rad) -> roll/pitch rate set-point."""
+    att_p_yaw: float = 5.0
+    """1/s, heading error (rad) -> yaw rate correction."""
+    max_heading_error_rad: float = 0.5
+    """rad, the heading set-point may lead the vehicle by at most this much
+    (it is dragged along, so a saturated yaw does not wind up)."""
+    max_rate_rp_radps: float = 10.0
+    """rad/s, bound on the roll/pitch rate set-point."""
+    rate_p_rp: float = 40.0
+    """1/s, roll/pitch rate error -> angular acceleration (rad/s^2 per rad/s)."""
+    rate_i_rp: float = 80.0
+    """1/s^2, integral of roll/pitch rate error -> angular acceleration."""
+    rate_p_yaw: float = 20.0
+    """1/s, yaw rate error -> angular acceleration."""
+    rate_i_yaw: float = 20.0
+    """1/s^2, integral of yaw rate error -> angular acceleration."""
+    rate_i_limit_radps2: float = 200.0
+    """rad/s^2, bound on each axis of the rate integral term (anti-windup)."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"FlightControllerGains.{f.name}={v!r}: expected a finite number >= 0")
+        if not 0 < self.max_tilt_rad < math.pi / 2:
+            raise ValueError(
+                f"FlightControllerGains.max_tilt_rad={self.max_tilt_rad!r}: expected a number in (0, pi/2)"
+            )
+        for name in ("vel_p_xy", "vel_p_z", "att_p_tilt", "att_p_yaw", "rate_p_rp", "rate_p_yaw",
+                     "max_heading_error_rad", "max_rate_rp_radps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FlightControllerGains.{name}={getattr(self, name)!r}: expected > 0")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FlightControllerGains:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown FlightControllerGains keys {sorted(unknown)}; expected some of {sorted(names)}")
+        return cls(**{k: float(v) for k, v in d.items()})
+
+
+def wrap_angle(a: float) -> float:
+    """rad, `a` wrapped into [-pi, pi)."""
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+class FlightController:
+    """Tracks a `VelocityCommand` by computing motor speed commands.
+
+    Usage: `reset(state)` at the start of an episode, `set_command(cmd)` once
+    per control period, `update(state)` once per physics step (returns the
+    (4,) RPM command for `Quadrotor.apply_motor_command`).
+    """
+
+    def __init__(
+        self,
+        params: QuadrotorParams | None = None,
+        gains: FlightControllerGains | None = None,
+        limits: CommandLimits | None = None,
+        *,
+        dt_s: float = 1.0 / 240.0,
+    ) -> None:
+        if not (math.isfinite(dt_s) and dt_s > 0):
+            raise ValueError(f"dt_s={dt_s!r}: expected the loop period in s, a finite number > 0")
+        self.params = params if params is not None else QuadrotorParams()
+        self.gains = gains if gains is not None else FlightControllerGains()
+        self.limits = limits if limits is not None else CommandLimits()
+        self.dt_s = float(dt_s)
+        prm = self.params
+        self._mass = prm.mass_kg
+        self._inertia = np.asarray(prm.inertia_kgm2)
+        self._kf = prm.kf
+        self._f_max = prm.max_thrust_per_motor_n
+        # Allocation: [T, tau_x, tau_y, tau_z] = A @ f, f = per-motor thrust (N).
+        xy = ROTOR_DIRECTIONS_BODY * prm.arm_m
+        alloc = np.vstack([np.ones(4), xy[:, 1], -xy[:, 0], -ROTOR_SPIN * prm.km / prm.kf])
+        alloc_inv = np.linalg.inv(alloc)
+        self._mix_thrust_rp = alloc_inv[:, :3]  # (4, 3) applied to [T, tau_x, tau_y]
+        self._mix_yaw = alloc_inv[:, 3].copy()  # (4,) per unit yaw torque
+        g = self.gains
+        self._kv_p = np.array([g.vel_p_xy, g.vel_p_xy, g.vel_p_z])
+        self._kv_i = np.array([g.vel_i_xy, g.vel_i_xy, g.vel_i_z])
+        self._kr_p = np.array([g.rate_p_rp, g.rate_p_rp, g.rate_p_yaw])
+        self._kr_i = np.array([g.rate_i_rp, g.rate_i_rp, g.rate_i_yaw])
+        self._tan_tilt = math.tan(g.max_tilt_rad)
+        self._command = VelocityCommand.hover()
+        self._vel_i = np.zeros(3)
+        self._rate_i = np.zeros(3)
+        self._yaw_sp = 0.0
+
+    @property
+    def command(self) -> VelocityCommand:
+        """The command being tracked, after clipping to the limits."""
+        return self._command
+
+    @property
+    def heading_setpoint_rad(self) -> float:
+        """rad, the heading the controller is steering to (integrated yaw rate)."""
+        return self._yaw_sp
+
+    def reset(self, state: QuadState) -> None:
+        """Clear the integrators, hold the current heading, command hover."""
+        self._vel_i[:] = 0.0
+        self._rate_i[:] = 0.0
+        self._yaw_sp = state.yaw
+        self._command = VelocityCommand.hover()
+
+    def set_command(self, cmd: VelocityCommand) -> None:
+        """Set the command to track until the next call (clipped to the limits).
+        Raises ValueError for a non-finite command."""
+        if not isinstance(cmd, VelocityCommand):
+            cmd = VelocityCommand.from_array(cmd)
+        if not cmd.is_finite():
+            raise ValueError(f"command {cmd!r} has a non-finite value; expected finite m/s and rad/s")
+        self._command = self.limits.clip(cmd)
+
+    def update(self, state: QuadState) -> np.ndarray:
+        """One control step: (4,) rev/min motor speed commands for `state`."""
+        g = self.gains
+        dt = self.dt_s
+        fwd, left, up, yaw_rate = self._command
+        R = state.R_wb
+
+        # Heading frame: body x projected on the horizontal plane.
+        yaw = math.atan2(R[1, 0], R[0, 0])
+        cy, sy = math.cos(yaw), math.sin(yaw)
+        vel_sp = np.array([cy * fwd - sy * left, sy * fwd + cy * left, up])
+
+        # 1. velocity PI -> acceleration (world)
+        err_v = vel_sp - state.vel_w
+        lim = g.vel_i_limit_mps2
+        self._vel_i = np.clip(self._vel_i + self._kv_i * err_v * dt, -lim, lim)
+        acc = self._kv_p * err_v + self._vel_i
+        # 2. thrust vector, tilt-limited: the horizontal part may not exceed
+        # tan(max_tilt) times the vertical part.
+        fz = max(acc[2] + GRAVITY_MPS2, 0.2 * GRAVITY_MPS2)
+        h = math.hypot(acc[0], acc[1])
+        h_max = fz * self._tan_tilt
+        if h > h_max:
+            s = h_max / h
+            acc[0] *= s
+            acc[1] *= s
+        thrust_w = self._mass * np.array([acc[0], acc[1], fz])
+        collective_n = max(float(thrust_w @ R[:, 2]), 0.0)
+
+        # 3. attitude: tilt the body z axis onto the thrust direction
+        # (error axis e_z x d in body coordinates, d = desired z in body).
+        d = R.T @ (thrust_w / np.linalg.norm(thrust_w))
+        sin_tilt = math.hypot(d[0], d[1])
+        tilt = math.atan2(sin_tilt, d[2])
+        scale = tilt / sin_tilt if sin_tilt > 1e-9 else 1.0
+        rmax = g.max_rate_rp_radps
+        p_sp = min(max(-g.att_p_tilt * scale * d[1], -rmax), rmax)
+        q_sp = min(max(g.att_p_tilt * scale * d[0], -rmax), rmax)
+        # heading: integrate the commanded yaw rate, never leading by more than
+        # max_heading_error_rad.
+        self._yaw_sp = wrap_angle(self._yaw_sp + yaw_rate * dt)
+        e_yaw = wrap_angle(self._yaw_sp - yaw)
+        emax = g.max_heading_error_rad
+        if abs(e_yaw) > emax:
+            e_yaw = math.copysign(emax, e_yaw)
+            self._yaw_sp = wrap_angle(yaw + e_yaw)
+        r_sp = (yaw_rate + g.att_p_yaw * e_yaw) * R[2, 2]
+        rate_sp = np.array([p_sp, q_sp, r_sp])
+
+        # 4. body-rate PI -> torque through the nominal inertia
+        w = state.ang_vel_body
+        err_w = rate_sp - w
+        ilim = g.rate_i_limit_radps2
+        self._rate_i = np.clip(self._rate_i + self._kr_i * err_w * dt, -ilim, ilim)
+        ang_acc = self._kr_p * err_w + self._rate_i
+        jw = self._inertia * w
+        torque = self._inertia * ang_acc + np.cross(w, jw)
+
+        # 5. mixing; if a motor leaves [0, f_max], scale the yaw torque down first.
+        f0 = self._mix_thrust_rp @ np.array([collective_n, torque[0], torque[1]])
+        fy = self._mix_yaw * torque[2]
+        f = f0 + fy
+        if f.min() < 0.0 or f.max() > self._f_max:
+            k = 1.0
+            for i in range(4):
+                if fy[i] > 1e-15:
+                    k = min(k, (self._f_max - f0[i]) / fy[i])
+                elif fy[i] < -1e-15:
+                    k = min(k, -f0[i] / fy[i])
+            f = f0 + max(k, 0.0) * fy
+        np.clip(f, 0.0, self._f_max, out=f)
+        return np.sqrt(f / self._kf)
