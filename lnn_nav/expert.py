@@ -1,0 +1,687 @@
+"""The privileged expert: reads the simulator's privileged state and outputs the
+same `VelocityCommand` (body FLU, m/s and rad/s) that a learned policy outputs.
+
+How it flies
+------------
+1. Plan (at reset, and again when the goal moved): a 2D cost-to-go field over a
+   grid covering the drone, the goal and some padding. Obstacles are the circles
+   and boxes whose height range overlaps the band the drone flies in (start to
+   target altitude, with a margin); they are inflated by the drone radius plus a
+   margin, and cells close to them cost more, so paths keep their distance. The
+   field is seeded at every free cell on the ring of "hold points" around the
+   target (the stand-off distance), so the drone flies to the nearest reachable
+   one. The field is computed by vectorised Bellman-Ford sweeps (numpy; no scipy).
+2. Follow (every step, well under a millisecond): trace the steepest descent of
+   the field from the drone for a few metres and steer at the farthest point of
+   that path the drone can reach in a straight line (checked on the exact,
+   un-gridded obstacle geometry). With a clear line to the hold point, steer
+   straight at it. Speed follows a braking profile that stops at the hold point,
+   and drops when the path turns away from the heading or when obstacles are
+   close.
+3. Heading: face along the path, but never further than the camera's half field
+   of view (less a margin) from the target's bearing, so the target stays in the
+   picture while flying; near the hold point, face the target.
+4. Search: when the target is outside the camera's field of view, stop and turn
+   on the spot in one direction until it is in view -- left when it has never
+   been seen in this episode, otherwise toward the side where it was last seen.
+   A camera-only policy with memory can do the same; it could not imitate a turn
+   straight toward a target it cannot see.
+5. Smoothness: the output command is rate-limited per axis (bounded change per
+   second, within the `PolicyController`'s default slew limits), so the expert's
+   labels are reproducible by a controller that applies those limits.
+
+Task `follow` (FollowTarget): the hold ring has the follow distance as radius and
+moves with the target; the plan is refreshed when the target moved more than
+`replan_distance` since the last plan, and the target's velocity is fed forward.
+
+Frames and units: world ENU (z up), body FLU; m, s, rad; yaw counter-clockwise
+from world +x.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from lnn_nav.command import CommandLimits, VelocityCommand
+
+Task = Literal["fly", "follow"]
+TASKS = ("fly", "follow")
+
+
+def wrap_angle(a: float) -> float:
+    """Angle wrapped to [-pi, pi) rad."""
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+# --------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Every knob of the expert; distances in m, speeds in m/s, angles in rad."""
+
+    cruise_speed: float = 1.5
+    """m/s, horizontal speed in the open (must not exceed the command limits)."""
+    brake_accel: float = 1.2
+    """m/s^2, deceleration of the braking profile toward the hold point."""
+    drone_radius: float = 0.07
+    """m, radius of a disc that contains the vehicle with its propellers."""
+    margin: float = 0.12
+    """m, clearance kept between that disc and any obstacle (hard, for planning)."""
+    soft_clearance: float = 0.6
+    """m, clearance below which grid cells cost more (paths prefer open space)."""
+    soft_weight: float = 3.0
+    """extra cost factor of a cell touching the inflated obstacle (0 = none)."""
+    vertical_margin: float = 0.4
+    """m, obstacles within this height of the flight band count as in the way."""
+    grid_resolution: float = 0.2
+    """m, cell size of the planning grid."""
+    grid_padding: float = 3.0
+    """m, padding of the planning grid around the drone and the goal."""
+    lookahead: float = 2.5
+    """m, how far along the planned path the follower looks for a straight shot."""
+    standoff: float = 0.8
+    """m, horizontal distance in front of the target at which the drone holds (task fly)."""
+    follow_distance: float = 2.0
+    """m, horizontal distance kept from the target (task follow)."""
+    replan_distance: float = 0.4
+    """m, target displacement that triggers a new plan (task follow)."""
+    position_gain: float = 1.2
+    """1/s, speed per metre of distance to the hold point, near it."""
+    altitude_gain: float = 1.5
+    """1/s, climb rate per metre of altitude error."""
+    min_altitude: float = 0.3
+    """m, the drone never aims lower than this above the ground (z = 0)."""
+    fov_half: float = math.radians(30.0)
+    """rad, half the camera's horizontal field of view."""
+    view_margin: float = math.radians(8.0)
+    """rad, the heading keeps the target at least this far inside the field of view."""
+    yaw_gain: float = 2.5
+    """1/s, yaw rate per radian of heading error."""
+    search_yaw_rate: float = 1.2
+    """rad/s, turn rate while searching for the target."""
+    max_accel: float = 3.0
+    """m/s^2, bound on the change rate of forward and left commands."""
+    max_vertical_accel: float = 2.0
+    """m/s^2, bound on the change rate of the up command."""
+    max_yaw_accel: float = 6.0
+    """rad/s^2, bound on the change rate of the yaw-rate command."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"ExpertConfig.{f.name}={value!r}: expected a number")
+            if not math.isfinite(value):
+                raise ValueError(f"ExpertConfig.{f.name}={value!r}: expected a finite number")
+        nonneg = ("margin", "soft_weight", "vertical_margin", "grid_padding", "min_altitude",
+                  "view_margin")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in nonneg:
+                if value < 0:
+                    raise ValueError(f"ExpertConfig.{f.name}={value!r}: expected a number >= 0")
+            elif value <= 0:
+                raise ValueError(f"ExpertConfig.{f.name}={value!r}: expected a number > 0")
+        if self.view_margin >= self.fov_half:
+            raise ValueError(
+                f"ExpertConfig.view_margin={self.view_margin!r} must be smaller than "
+                f"fov_half={self.fov_half!r} (rad)"
+            )
+        if self.grid_resolution > self.drone_radius + self.margin + 0.3:
+            raise ValueError(
+                f"ExpertConfig.grid_resolution={self.grid_resolution!r} m is too coarse for "
+                f"drone_radius + margin = {self.drone_radius + self.margin!r} m"
+            )
+
+    @property
+    def inflation(self) -> float:
+        """m, obstacle inflation: drone radius plus margin."""
+        return self.drone_radius + self.margin
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExpertConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ExpertConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: float(v) for k, v in d.items()})
+
+
+# ---------------------------------------------------------------- geometry
+class Obstacles(NamedTuple):
+    """Obstacle footprints, world ENU.
+
+    circles: (N, 5) float64: x, y, radius, zmin, zmax [m] (vertical cylinders:
+        trunks, poles, canopies).
+    boxes: (M, 7) float64: cx, cy, half_x, half_y, yaw [rad], zmin, zmax [m]
+        (boxes, buildings, walls; yaw turns the box's x axis from world x).
+    """
+
+    circles: np.ndarray
+    boxes: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Obstacles:
+        return cls(np.zeros((0, 5)), np.zeros((0, 7)))
+
+    @classmethod
+    def make(cls, circles: Any = None, boxes: Any = None) -> Obstacles:
+        """Validated constructor; `None` means none of that kind."""
+        c = np.zeros((0, 5)) if circles is None else np.asarray(circles, np.float64).reshape(-1, 5)
+        b = np.zeros((0, 7)) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 7)
+        if not (np.isfinite(c).all() and np.isfinite(b).all()):
+            raise ValueError("obstacle geometry contains non-finite values")
+        if (c[:, 2] < 0).any() or (b[:, 2:4] < 0).any():
+            raise ValueError("obstacle radius / half sizes must be >= 0 m")
+        return cls(c, b)
+
+    def in_band(self, zlo: float, zhi: float) -> Obstacles:
+        """The obstacles whose height range overlaps [zlo, zhi] m."""
+        c = self.circles[(self.circles[:, 3] <= zhi) & (self.circles[:, 4] >= zlo)]
+        b = self.boxes[(self.boxes[:, 5] <= zhi) & (self.boxes[:, 6] >= zlo)]
+        return Obstacles(c, b)
+
+    def near(self, xy: np.ndarray, radius: float) -> Obstacles:
+        """The obstacles whose footprint may come within `radius` m of point `xy` (2,)."""
+        c = self.circles
+        dc = np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1]) - c[:, 2]
+        b = self.boxes
+        db = np.hypot(b[:, 0] - xy[0], b[:, 1] - xy[1]) - np.hypot(b[:, 2], b[:, 3])
+        return Obstacles(c[dc < radius], b[db < radius])
+
+    def signed_distance(self, pts: np.ndarray) -> np.ndarray:
+        """pts (K, 2) m -> (K,) m: distance from each point to the nearest footprint
+        (negative inside one); +inf without obstacles."""
+        pts = np.asarray(pts, np.float64).reshape(-1, 2)
+        out = np.full(len(pts), np.inf)
+        c = self.circles
+        if len(c):
+            d = np.hypot(pts[:, None, 0] - c[None, :, 0], pts[:, None, 1] - c[None, :, 1])
+            out = np.minimum(out, (d - c[None, :, 2]).min(axis=1))
+        b = self.boxes
+        if len(b):
+            dx = pts[:, None, 0] - b[None, :, 0]
+            dy = pts[:, None, 1] - b[None, :, 1]
+            cos, sin = np.cos(b[None, :, 4]), np.sin(b[None, :, 4])
+            qx = np.abs(cos * dx + sin * dy) - b[None, :, 2]
+            qy = np.abs(-sin * dx + cos * dy) - b[None, :, 3]
+            outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
+            inside = np.minimum(np.maximum(qx, qy), 0.0)
+            out = np.minimum(out, (outside + inside).min(axis=1))
+        return out
+
+
+class Bounds(NamedTuple):
+    """Horizontal arena bounds, world ENU, m."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    def distance_inside(self, pts: np.ndarray) -> np.ndarray:
+        """pts (K, 2) -> (K,) m to the nearest edge (negative outside)."""
+        return np.minimum.reduce([
+            pts[:, 0] - self.xmin, self.xmax - pts[:, 0], pts[:, 1] - self.ymin, self.ymax - pts[:, 1]
+        ])
+
+
+class PrivilegedState(NamedTuple):
+    """What the expert reads at each step (world ENU, SI units)."""
+
+    pos_w: np.ndarray
+    """(3,) m, drone position."""
+    vel_w: np.ndarray
+    """(3,) m/s, drone velocity."""
+    yaw: float
+    """rad, drone heading (body x from world x, counter-clockwise)."""
+    target_pos_w: np.ndarray
+    """(3,) m, target position."""
+    target_vel_w: np.ndarray
+    """(3,) m/s, target velocity (zeros for a static target)."""
+
+
+# ------------------------------------------------------------- the planner
+# 8-connected neighbourhood: (row offset, col offset) and step length in cells
+_NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+class CostToGo:
+    """A 2D grid cost-to-go field toward a set of goal cells.
+
+    Row i covers y = y0 + i * res, column j covers x = x0 + j * res (cell centres).
+    `dist` (H, W) float64 holds the weighted path length in m to the nearest goal
+    cell (inf where unreachable or blocked); `clear` (H, W) the distance from
+    each cell centre to the nearest obstacle footprint (m).
+    """
+
+    def __init__(self, obstacles: Obstacles, lo: np.ndarray, hi: np.ndarray, res: float,
+                 bounds: Bounds | None) -> None:
+        self.res = float(res)
+        self.x0, self.y0 = float(lo[0]), float(lo[1])
+        self.w = int(math.ceil((hi[0] - lo[0]) / res)) + 1
+        self.h = int(math.ceil((hi[1] - lo[1]) / res)) + 1
+        xs = self.x0 + res * np.arange(self.w)
+        ys = self.y0 + res * np.arange(self.h)
+        self.xs, self.ys = xs, ys
+        clear = np.full((self.h, self.w), np.inf)
+        if bounds is not None:
+            clear = np.minimum(clear, np.minimum.outer(
+                np.minimum(ys - bounds.ymin, bounds.ymax - ys),
+                np.minimum(xs - bounds.xmin, bounds.xmax - xs)))
+        # Per obstacle, only the window it can influence: a Python loop over
+        # obstacles with small numpy windows is far cheaper than (cells x obstacles).
+        reach = 3.0  # m beyond the footprint; farther cells are "open" anyway
+        for x, y, r, _, _ in obstacles.circles:
+            j0, j1, i0, i1 = self._window(x - r - reach, x + r + reach, y - r - reach, y + r + reach)
+            if j0 >= j1 or i0 >= i1:
+                continue
+            d = np.hypot(xs[None, j0:j1] - x, ys[i0:i1, None] - y) - r
+            np.minimum(clear[i0:i1, j0:j1], d, out=clear[i0:i1, j0:j1])
+        for cx, cy, hx, hy, yaw, _, _ in obstacles.boxes:
+            e = math.hypot(hx, hy) + reach
+            j0, j1, i0, i1 = self._window(cx - e, cx + e, cy - e, cy + e)
+            if j0 >= j1 or i0 >= i1:
+                continue
+            dx = xs[None, j0:j1] - cx
+            dy = ys[i0:i1, None] - cy
+            c, s = math.cos(yaw), math.sin(yaw)
+            qx = np.abs(c * dx + s * dy) - hx
+            qy = np.abs(-s * dx + c * dy) - hy
+            d = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+            np.minimum(clear[i0:i1, j0:j1], d, out=clear[i0:i1, j0:j1])
+        self.clear = clear
+        self.dist = np.full((self.h, self.w), np.inf)
+        self._next: np.ndarray | None = None
+
+    def _window(self, xa: float, xb: float, ya: float, yb: float) -> tuple[int, int, int, int]:
+        j0 = max(0, int(math.floor((xa - self.x0) / self.res)))
+        j1 = min(self.w, int(math.ceil((xb - self.x0) / self.res)) + 1)
+        i0 = max(0, int(math.floor((ya - self.y0) / self.res)))
+        i1 = min(self.h, int(math.ceil((yb - self.y0) / self.res)) + 1)
+        return j0, j1, i0, i1
+
+    def cell(self, xy: np.ndarray) -> tuple[int, int]:
+        """Nearest cell (row, col) of a point, clipped into the grid."""
+        j = int(round((xy[0] - self.x0) / self.res))
+        i = int(round((xy[1] - self.y0) / self.res))
+        return min(max(i, 0), self.h - 1), min(max(j, 0), self.w - 1)
+
+    def centre(self, i: int, j: int) -> np.ndarray:
+        return np.array([self.x0 + j * self.res, self.y0 + i * self.res])
+
+    def solve(self, goal_mask: np.ndarray, inflation: float, soft_clearance: float,
+              soft_weight: float) -> None:
+        """Fill `dist` from the goal cells (bool (H, W)) through free cells.
+
+        A cell is free when its clearance exceeds `inflation`; its traversal cost
+        per metre is 1 + soft_weight * (how far inside the soft band it is)."""
+        free = self.clear > inflation
+        band = np.clip((soft_clearance + inflation - self.clear) / soft_clearance, 0.0, 1.0)
+        cost = np.where(free, 1.0 + soft_weight * band, np.inf)
+        h, w = self.h, self.w
+        # padded by one cell of inf so that shifted views never wrap around
+        d = np.full((h + 2, w + 2), np.inf)
+        goals = goal_mask & free
+        d[1:-1, 1:-1][goals] = 0.0
+        c = np.full((h + 2, w + 2), np.inf)
+        c[1:-1, 1:-1] = cost
+        core = d[1:-1, 1:-1]
+        ccore = c[1:-1, 1:-1]
+        edge = []
+        for di, dj in _NEIGHBOURS:
+            length = self.res * math.hypot(di, dj)
+            # edge cost: mean of the two cells' costs times the step length
+            edge.append(((di, dj), 0.5 * length * (ccore + c[1 + di:h + 1 + di, 1 + dj:w + 1 + dj])))
+        # Bellman-Ford sweeps until nothing improves; each sweep extends the
+        # shortest paths by at least one edge, so the loop is bounded by the cell count.
+        for _ in range(h * w):
+            before = core.copy()
+            for (di, dj), e in edge:
+                np.minimum(core, d[1 + di:h + 1 + di, 1 + dj:w + 1 + dj] + e, out=core)
+            if np.array_equal(before, core):
+                break
+        self.dist = core.copy()
+        # next-cell pointers for fast descent: the neighbour minimising dist + edge
+        best = np.full((h, w), np.inf)
+        nxt = np.full((h, w, 2), -1, np.int64)
+        rows, cols = np.mgrid[0:h, 0:w]
+        for (di, dj), e in edge:
+            cand = d[1 + di:h + 1 + di, 1 + dj:w + 1 + dj] + e
+            better = cand < best
+            best = np.where(better, cand, best)
+            nxt[better] = np.stack([rows[better] + di, cols[better] + dj], axis=-1)
+        self._next = nxt
+
+    def descent(self, i: int, j: int, n: int) -> list[tuple[int, int]]:
+        """Up to n cells of steepest descent from (i, j), excluding (i, j)."""
+        assert self._next is not None, "solve() first"  # internal invariant, not input validation
+        path = []
+        for _ in range(n):
+            if self.dist[i, j] == 0.0 or not math.isfinite(self.dist[i, j]):
+                break
+            ni, nj = self._next[i, j]
+            if ni < 0 or self.dist[ni, nj] >= self.dist[i, j]:
+                break
+            i, j = int(ni), int(nj)
+            path.append((i, j))
+        return path
+
+
+# ---------------------------------------------------------------- the expert
+class Expert:
+    """The privileged expert. Use:
+
+        expert = Expert(ExpertConfig(), CommandLimits())
+        expert.reset(obstacles, bounds, task="fly", state=first_state)
+        cmd = expert.act(state, dt)    # VelocityCommand, body FLU
+
+    or, with an environment's `info` dict, `reset_from_info(info)` and
+    `act_from_info(info, dt)`.
+    """
+
+    def __init__(self, config: ExpertConfig | None = None, limits: CommandLimits | None = None):
+        self.config = config or ExpertConfig()
+        self.limits = limits or CommandLimits()
+        if self.config.cruise_speed > self.limits.max_horizontal:
+            raise ValueError(
+                f"ExpertConfig.cruise_speed={self.config.cruise_speed} m/s exceeds "
+                f"CommandLimits.max_horizontal={self.limits.max_horizontal} m/s"
+            )
+        self._rate = np.array([self.config.max_accel, self.config.max_accel,
+                               self.config.max_vertical_accel, self.config.max_yaw_accel])
+        self._obstacles = Obstacles.empty()
+        self._bounds: Bounds | None = None
+        self._task: Task = "fly"
+        self._field: CostToGo | None = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._cmd = np.zeros(4)
+        self._seen_side = 0.0  # sign of the target's bearing when last in view; 0: never seen
+        self._searching = False
+        self._planned_target: np.ndarray | None = None
+        self._approach: np.ndarray | None = None
+        self._band: tuple[float, float] = (-math.inf, math.inf)
+        self._local = Obstacles.empty()
+
+    # ----------------------------------------------------------------- reset
+    def reset(self, obstacles: Obstacles, bounds: Bounds | None, task: Task,
+              state: PrivilegedState) -> None:
+        """Start an episode in a new scene; `state` is the first privileged state."""
+        if task not in TASKS:
+            raise ValueError(f"task={task!r}: expected one of {TASKS}")
+        self._task = task
+        self._bounds = bounds
+        self._reset_state()
+        cfg = self.config
+        zlo = min(state.pos_w[2], self._goal_altitude(state)) - cfg.vertical_margin
+        zhi = max(state.pos_w[2], self._goal_altitude(state)) + cfg.vertical_margin
+        self._band = (zlo, zhi)
+        self._obstacles = obstacles.in_band(zlo, zhi)
+        self._plan(state)
+
+    def _goal_altitude(self, state: PrivilegedState) -> float:
+        return max(float(state.target_pos_w[2]), self.config.min_altitude)
+
+    def _ring_radius(self) -> float:
+        return self.config.standoff if self._task == "fly" else self.config.follow_distance
+
+    def _plan(self, state: PrivilegedState) -> None:
+        cfg = self.config
+        p = np.asarray(state.pos_w[:2], np.float64)
+        t = np.asarray(state.target_pos_w[:2], np.float64)
+        pad = cfg.grid_padding + self._ring_radius()
+        lo = np.minimum(p, t) - pad
+        hi = np.maximum(p, t) + pad
+        if self._bounds is not None:
+            b = self._bounds
+            lo = np.maximum(lo, [b.xmin, b.ymin])
+            hi = np.minimum(hi, [b.xmax, b.ymax])
+            hi = np.maximum(hi, lo + cfg.grid_resolution)
+        field = CostToGo(self._obstacles, lo, hi, cfg.grid_resolution, self._bounds)
+        ring = self._ring_radius()
+        r = np.hypot(field.xs[None, :] - t[0], field.ys[:, None] - t[1])
+        # the goal ring: every cell centre within half a cell (and a bit) of the ring
+        goal = np.abs(r - ring) <= 0.75 * cfg.grid_resolution
+        inflation = cfg.inflation
+        for _ in range(3):
+            field.solve(goal, inflation, cfg.soft_clearance, cfg.soft_weight)
+            i, j = field.cell(p)
+            if math.isfinite(field.dist[i, j]) or self._near_reachable(field, i, j):
+                break
+            # No path with the full margin (tight gap, or the drone already
+            # inside the margin): plan again with less margin rather than give up.
+            inflation = cfg.drone_radius + 0.5 * (inflation - cfg.drone_radius)
+        self._field = field
+        self._planned_target = t.copy()
+
+    @staticmethod
+    def _near_reachable(field: CostToGo, i: int, j: int) -> bool:
+        """The drone's cell may be blocked (it is inside the margin) while a
+        neighbour within two cells has a path."""
+        win = field.dist[max(0, i - 2):i + 3, max(0, j - 2):j + 3]
+        return bool(np.isfinite(win).any())
+
+    # ------------------------------------------------------------------- act
+    def act(self, state: PrivilegedState, dt: float) -> VelocityCommand:
+        """The command for this step, body FLU, within the limits and rate-limited.
+
+        dt: s since the previous step (> 0)."""
+        if not (isinstance(dt, (int, float, np.floating)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt={dt!r}: expected a finite number of seconds > 0")
+        cfg = self.config
+        p = np.asarray(state.pos_w, np.float64)
+        t = np.asarray(state.target_pos_w, np.float64)
+        yaw = float(state.yaw)
+        to_t = t[:2] - p[:2]
+        dist_t = float(np.hypot(*to_t))
+        bearing = math.atan2(to_t[1], to_t[0]) if dist_t > 1e-6 else yaw
+        off = wrap_angle(bearing - yaw)  # target's angle in the image, + = left
+
+        if self._task == "follow" and self._planned_target is not None:
+            moved = np.hypot(*(t[:2] - self._planned_target))
+            if moved > cfg.replan_distance or not self._inside_field(p[:2]):
+                self._plan(state)
+        elif not self._inside_field(p[:2]):
+            self._plan(state)
+
+        # --- in view? (hysteresis: enter search when outside the FOV, leave when
+        # well inside, so the mode does not chatter at the image border)
+        if self._searching:
+            if abs(off) < cfg.fov_half - cfg.view_margin:
+                self._searching = False
+        elif abs(off) > cfg.fov_half:
+            self._searching = True
+        if not self._searching:
+            self._seen_side = 1.0 if off >= 0 else -1.0
+
+        up = cfg.altitude_gain * (self._goal_altitude(state) - p[2])
+        if self._searching:
+            direction = self._seen_side if self._seen_side != 0 else 1.0
+            v_w = np.zeros(2)
+            yaw_rate = direction * cfg.search_yaw_rate
+        else:
+            v_w, heading = self._horizontal(p, t, state, dist_t, bearing)
+            err = wrap_angle(heading - yaw)
+            yaw_rate = cfg.yaw_gain * err
+            # fly mostly forward: slow down while the heading is far from the
+            # direction of travel (the camera does not see where it goes)
+            speed = float(np.hypot(*v_w))
+            if speed > 1e-6:
+                travel = math.atan2(v_w[1], v_w[0])
+                align = math.cos(min(abs(wrap_angle(travel - yaw)), math.pi / 2))
+                v_w = v_w * max(0.35, align)
+        c, s = math.cos(yaw), math.sin(yaw)
+        desired = np.array([c * v_w[0] + s * v_w[1], -s * v_w[0] + c * v_w[1], up, yaw_rate])
+        desired = np.clip(desired, -self.limits.scale(), self.limits.scale())
+        step = self._rate * float(dt)
+        self._cmd = self._cmd + np.clip(desired - self._cmd, -step, step)
+        return VelocityCommand.from_array(self._cmd)
+
+    def _inside_field(self, xy: np.ndarray) -> bool:
+        f = self._field
+        if f is None:
+            return False
+        return (f.x0 <= xy[0] <= f.x0 + (f.w - 1) * f.res
+                and f.y0 <= xy[1] <= f.y0 + (f.h - 1) * f.res)
+
+    def _clear_segment(self, a: np.ndarray, b: np.ndarray, inflation: float,
+                       local: Obstacles) -> bool:
+        """True when a disc of radius `inflation` m moves from a to b (2,) without
+        touching an obstacle footprint or leaving the arena."""
+        n = max(2, int(math.ceil(np.hypot(*(b - a)) / 0.05)) + 1)
+        pts = a[None, :] + np.linspace(0.0, 1.0, n)[:, None] * (b - a)[None, :]
+        if (local.signed_distance(pts) <= inflation).any():
+            return False
+        if self._bounds is not None and (self._bounds.distance_inside(pts) <= inflation).any():
+            return False
+        return True
+
+    def _horizontal(self, p: np.ndarray, t: np.ndarray, state: PrivilegedState, dist_t: float,
+                    bearing: float) -> tuple[np.ndarray, float]:
+        """Desired horizontal velocity (2,) m/s, world, and desired heading (rad)."""
+        cfg = self.config
+        ring = self._ring_radius()
+        xy = p[:2]
+        local = self._obstacles.near(xy, cfg.lookahead + cfg.inflation + 0.5)
+        to_t = t[:2] - xy
+        # the hold point: on the ring, on the drone's side of the target; frozen
+        # once close so that it does not swing as the drone settles
+        u = to_t / max(dist_t, 1e-6)
+        if self._task == "fly":
+            if self._approach is None or dist_t > ring + 1.0:
+                self._approach = u
+            u = self._approach
+        hold = t[:2] - ring * u
+        to_hold = hold - xy
+        d_hold = float(np.hypot(*to_hold))
+
+        inflation = cfg.inflation
+        if self._clear_segment(xy, hold, inflation * 0.8, local) or d_hold < 0.3:
+            aim, remaining = hold, d_hold
+        else:
+            aim, remaining = self._carrot(xy, local)
+        to_aim = aim - xy
+        d_aim = float(np.hypot(*to_aim))
+        speed = min(cfg.cruise_speed,
+                    math.sqrt(2.0 * cfg.brake_accel * max(remaining - 0.05, 0.0)),
+                    cfg.position_gain * remaining)
+        # slow down where the way is tight: speed scales with clearance
+        if len(local.circles) or len(local.boxes):
+            clr = float(local.signed_distance(xy[None, :])[0]) - cfg.drone_radius
+            speed = min(speed, max(0.4, 1.5 * clr))
+        v = to_aim / max(d_aim, 1e-6) * speed if d_aim > 1e-3 else np.zeros(2)
+        if self._task == "follow":
+            v = v + np.asarray(state.target_vel_w[:2], np.float64)
+        # push away from an obstacle the drone is already too close to
+        if len(local.circles) or len(local.boxes):
+            v = v + self._repulsion(xy, local)
+
+        # heading: along the travel direction, but keep the target in the picture
+        if d_hold < 1.0 or remaining < 1.0:
+            heading = bearing
+        else:
+            travel = math.atan2(to_aim[1], to_aim[0])
+            lim = cfg.fov_half - cfg.view_margin
+            heading = bearing + float(np.clip(wrap_angle(travel - bearing), -lim, lim))
+        return v, heading
+
+    def _carrot(self, xy: np.ndarray, local: Obstacles) -> tuple[np.ndarray, float]:
+        """The farthest point along the planned path reachable in a straight line,
+        and the path length (m) from the drone to the goal ring."""
+        cfg = self.config
+        f = self._field
+        assert f is not None  # internal invariant: reset() plans
+        i, j = f.cell(xy)
+        if not math.isfinite(f.dist[i, j]):
+            # inside the margin or in a blocked cell: start from the best neighbour
+            i0, j0 = max(0, i - 2), max(0, j - 2)
+            win = f.dist[i0:i + 3, j0:j + 3]
+            if np.isfinite(win).any():
+                k = int(np.argmin(win))
+                i, j = i0 + k // win.shape[1], j0 + k % win.shape[1]
+        remaining = float(f.dist[i, j]) if math.isfinite(f.dist[i, j]) else 10.0
+        n = int(cfg.lookahead / f.res) + 1
+        path = f.descent(i, j, n)
+        if not path:
+            return f.centre(i, j), remaining
+        # farthest first; every second cell is precise enough at 0.2 m
+        for k in range(len(path) - 1, -1, -2):
+            q = f.centre(*path[k])
+            if self._clear_segment(xy, q, cfg.drone_radius + 0.5 * cfg.margin, local):
+                return q, max(remaining, 0.0)
+        return f.centre(*path[0]), max(remaining, 0.0)
+
+    def _repulsion(self, xy: np.ndarray, local: Obstacles) -> np.ndarray:
+        """(2,) m/s away from footprints closer than the inflation radius."""
+        cfg = self.config
+        d0 = float(local.signed_distance(xy[None, :])[0])
+        if d0 >= cfg.inflation:
+            return np.zeros(2)
+        h = 0.02
+        gx = (local.signed_distance(np.array([[xy[0] + h, xy[1]]]))[0] - d0) / h
+        gy = (local.signed_distance(np.array([[xy[0], xy[1] + h]]))[0] - d0) / h
+        g = np.array([gx, gy])
+        n = np.hypot(*g)
+        if n < 1e-9:
+            return np.zeros(2)
+        return g / n * 2.0 * (cfg.inflation - d0)
+
+    # -------------------------------------------------------------- from info
+    def reset_from_info(self, info: dict[str, Any], task: Task) -> None:
+        """`reset` from an environment's `info` dict (see `state_from_info`)."""
+        self.reset(obstacles_from_info(info), bounds_from_info(info), task, state_from_info(info))
+
+    def act_from_info(self, info: dict[str, Any], dt: float) -> VelocityCommand:
+        return self.act(state_from_info(info), dt)
+
+
+# -------------------------------------------------------------- info adapters
+def _vec(info: dict[str, Any], key: str, n: int, default: Any = None) -> np.ndarray:
+    if key not in info:
+        if default is not None:
+            return np.asarray(default, np.float64)
+        raise ValueError(f"info has no {key!r}; keys present: {sorted(info)}")
+    v = np.asarray(info[key], np.float64).reshape(-1)
+    if v.shape != (n,) or not np.isfinite(v).all():
+        raise ValueError(f"info[{key!r}]={info[key]!r}: expected {n} finite numbers")
+    return v
+
+
+def state_from_info(info: dict[str, Any]) -> PrivilegedState:
+    """The privileged state from an env's `info`: keys pos_w (3,), vel_w (3,), yaw
+    (or rpy (3,)), target_pos_w (3,), target_vel_w (3,, optional)."""
+    if "yaw" in info:
+        yaw = float(np.asarray(info["yaw"]).reshape(-1)[0])
+    else:
+        yaw = float(_vec(info, "rpy", 3)[2])
+    return PrivilegedState(
+        pos_w=_vec(info, "pos_w", 3),
+        vel_w=_vec(info, "vel_w", 3, default=np.zeros(3)),
+        yaw=yaw,
+        target_pos_w=_vec(info, "target_pos_w", 3),
+        target_vel_w=_vec(info, "target_vel_w", 3, default=np.zeros(3)),
+    )
+
+
+def obstacles_from_info(info: dict[str, Any]) -> Obstacles:
+    """Obstacle footprints from info["circles"] (N, 5) and info["boxes"] (M, 7)
+    (formats as in `Obstacles`); missing keys mean none of that kind."""
+    return Obstacles.make(info.get("circles"), info.get("boxes"))
+
+
+def bounds_from_info(info: dict[str, Any]) -> Bounds | None:
+    """Arena bounds from info["bounds"] = (xmin, ymin, xmax, ymax) m, if present."""
+    if info.get("bounds") is None:
+        return None
+    b = np.asarray(info["bounds"], np.float64).reshape(-1)
+    if b.shape != (4,) or not np.isfinite(b).all() or b[0] >= b[2] or b[1] >= b[3]:
+        raise ValueError(f"info['bounds']={info['bounds']!r}: expected (xmin, ymin, xmax, ymax)")
+    return Bounds(*(float(v) for v in b))
