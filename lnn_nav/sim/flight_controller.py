@@ -41,21 +41,27 @@ class FlightControllerGains:
     """Gains and limits of the cascade. Defaults are tuned for the Crazyflie 2.x
     model at a 240 Hz loop with a 20 ms motor lag."""
 
-    vel_p_xy: float = 5.0
+    vel_p_xy: float = 6.0
     """1/s, horizontal velocity error -> horizontal acceleration."""
-    vel_i_xy: float = 1.0
+    vel_i_xy: float = 0.0
     """1/s^2, integral of horizontal velocity error -> acceleration."""
-    vel_p_z: float = 6.0
+    vel_p_z: float = 8.0
     """1/s, vertical velocity error -> vertical acceleration."""
-    vel_i_z: float = 4.0
+    vel_i_z: float = 1.0
     """1/s^2, integral of vertical velocity error -> acceleration."""
+    accel_observer_time_constant_s: float = 0.05
+    """s, time constant of the disturbance observer, which compares the
+    measured acceleration with the one the last thrust command should give
+    along the current body z axis (nominal mass) and cancels the difference:
+    wind, drag, a heavier or weaker vehicle are rejected without waiting for
+    the integrators. 0 disables it."""
     vel_i_limit_mps2: float = 3.0
     """m/s^2, bound on each axis of the integral term (anti-windup)."""
     max_tilt_rad: float = 0.6
     """rad, largest tilt of the thrust vector from vertical the velocity loop asks for."""
     att_p_tilt: float = 14.0
     """1/s, tilt error (rad) -> roll/pitch rate set-point."""
-    att_p_yaw: float = 5.0
+    att_p_yaw: float = 3.0
     """1/s, heading error (rad) -> yaw rate correction."""
     max_heading_error_rad: float = 0.5
     """rad, the heading set-point may lead the vehicle by at most this much
@@ -66,7 +72,7 @@ class FlightControllerGains:
     """1/s, roll/pitch rate error -> angular acceleration (rad/s^2 per rad/s)."""
     rate_i_rp: float = 80.0
     """1/s^2, integral of roll/pitch rate error -> angular acceleration."""
-    rate_p_yaw: float = 20.0
+    rate_p_yaw: float = 30.0
     """1/s, yaw rate error -> angular acceleration."""
     rate_i_yaw: float = 20.0
     """1/s^2, integral of yaw rate error -> angular acceleration."""
@@ -147,6 +153,9 @@ class FlightController:
         self._vel_i = np.zeros(3)
         self._rate_i = np.zeros(3)
         self._yaw_sp = 0.0
+        self._dist = np.zeros(3)  # m/s^2 world, estimated acceleration disturbance
+        self._prev_vel = np.zeros(3)  # m/s world, velocity at the previous update
+        self._pred_acc = np.zeros(3)  # m/s^2 world, what the last command should give
 
     @property
     def command(self) -> VelocityCommand:
@@ -163,6 +172,9 @@ class FlightController:
         self._vel_i[:] = 0.0
         self._rate_i[:] = 0.0
         self._yaw_sp = state.yaw
+        self._dist[:] = 0.0
+        self._prev_vel = np.array(state.vel_w, dtype=np.float64)
+        self._pred_acc[:] = 0.0
         self._command = VelocityCommand.hover()
 
     def set_command(self, cmd: VelocityCommand) -> None:
@@ -186,11 +198,21 @@ class FlightController:
         cy, sy = math.cos(yaw), math.sin(yaw)
         vel_sp = np.array([cy * fwd - sy * left, sy * fwd + cy * left, up])
 
+        # Disturbance observer: low-pass of (measured - predicted) acceleration.
+        # The prediction uses the actual attitude, so attitude lag is not
+        # mistaken for a disturbance; onboard, the accelerometer measures it.
+        vel = state.vel_w
+        if g.accel_observer_time_constant_s > 0:
+            meas_acc = (vel - self._prev_vel) / dt
+            k_obs = dt / (g.accel_observer_time_constant_s + dt)
+            self._dist += k_obs * (meas_acc - self._pred_acc - self._dist)
+        self._prev_vel = np.array(vel, dtype=np.float64)
+
         # 1. velocity PI -> acceleration (world)
         err_v = vel_sp - state.vel_w
         lim = g.vel_i_limit_mps2
         self._vel_i = np.clip(self._vel_i + self._kv_i * err_v * dt, -lim, lim)
-        acc = self._kv_p * err_v + self._vel_i
+        acc = self._kv_p * err_v + self._vel_i - self._dist
         # 2. thrust vector, tilt-limited: the horizontal part may not exceed
         # tan(max_tilt) times the vertical part.
         fz = max(acc[2] + GRAVITY_MPS2, 0.2 * GRAVITY_MPS2)
@@ -245,4 +267,7 @@ class FlightController:
                     k = min(k, -f0[i] / fy[i])
             f = f0 + max(k, 0.0) * fy
         np.clip(f, 0.0, self._f_max, out=f)
+        # What the nominal model predicts this thrust will do vertically.
+        self._pred_acc = (float(f.sum()) / self._mass) * R[:, 2]
+        self._pred_acc[2] -= GRAVITY_MPS2
         return np.sqrt(f / self._kf)
