@@ -40,6 +40,9 @@ ENVS_DIR = Path(__file__).resolve().parents[2] / "envs"
 SIZE_STEP_M = 0.02
 """m, every obstacle dimension is a multiple of this (lets bodies be pooled)."""
 
+CANOPY_STEP_M = 0.1
+"""m, canopy radii are multiples of this (coarser: they vary over a wide range)."""
+
 SPLITS = ("train", "val", "unseen")
 """Split names every family must define (a family may add more)."""
 
@@ -883,9 +886,9 @@ def obstacle_distance(scene: Scene, p_w: np.ndarray) -> float:
 # --------------------------------------------------------------------------
 # generation
 # --------------------------------------------------------------------------
-def _q(x: float) -> float:
+def _q(x: float, step: float = SIZE_STEP_M) -> float:
     """Round a size to the pooling grid (at least one step)."""
-    return max(round(x / SIZE_STEP_M), 1) * SIZE_STEP_M
+    return max(round(x / step), 1) * step
 
 
 class _Builder:
@@ -949,7 +952,7 @@ class _Builder:
         r = _q(rng.uniform(*t.trunk_radius_m))
         if not self._inside(x, y, r) or not self._gap_ok(x, y, r):
             return False
-        rc = _q(rng.uniform(*t.canopy_radius_m))
+        rc = _q(rng.uniform(*t.canopy_radius_m), CANOPY_STEP_M)
         base = _q(rng.uniform(*t.canopy_base_m))
         if t.canopy_kind == "sphere":
             top = base + rc  # trunk reaches the canopy centre
@@ -1329,13 +1332,10 @@ def in_camera_fov(cam_pos_w: np.ndarray, R_wc: np.ndarray, point_w: np.ndarray,
             and abs(math.atan2(rel[2], rel[0])) <= vfov_rad / 2)
 
 
-def yaw_pitch_matrix(yaw: float, pitch_down: float = 0.0) -> np.ndarray:
-    """(3, 3) rotation of a level body with heading `yaw`, camera tilted `pitch_down` rad below it."""
+def yaw_matrix(yaw: float) -> np.ndarray:
+    """(3, 3) rotation body FLU -> world ENU of a level body with heading `yaw` rad."""
     cy, sy = math.cos(yaw), math.sin(yaw)
-    cp, sp = math.cos(pitch_down), math.sin(pitch_down)
-    Rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
-    Ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])  # positive = nose down about body y
-    return Rz @ Ry
+    return np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
 
 
 @dataclass(frozen=True)
@@ -1387,21 +1387,16 @@ def scene_min_trunk_gap_m(scene: Scene) -> float:
     return float(gap.min())
 
 
-def split_stats(family: str | Path | FamilySpec, split: str, n: int = 200, *,
-                hfov_rad: float | None = None, vfov_rad: float | None = None,
-                camera_tilt_rad: float = 0.0) -> SplitStats:
-    """Statistics over scenes 0..n-1 of a split. The field of view defaults to the
-    default onboard camera's (`lnn_nav.sim.camera.CameraConfig`)."""
-    spec = load_family(family)
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r}: expected an integer >= 1")
-    if hfov_rad is None or vfov_rad is None:
-        from lnn_nav.sim.camera import CameraConfig
+def split_stats(family: str | Path | FamilySpec, split: str, n: int = 200,
+                camera: Any = None) -> SplitStats:
+    """Statistics over scenes 0..n-1 of a split, seen by `camera`
+    (a `lnn_nav.sim.camera.CameraConfig`; None: the default onboard camera)."""
+    from lnn_nav.sim.camera import CameraConfig, camera_pose
 
-        cam = CameraConfig()
-        hfov_rad = hfov_rad if hfov_rad is not None else cam.hfov_rad
-        vfov_rad = vfov_rad if vfov_rad is not None else cam.vfov_rad
-        camera_tilt_rad = getattr(cam, "tilt_rad", camera_tilt_rad)
+    spec = load_family(family)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r}: expected an integer >= 1")
+    cam = camera if camera is not None else CameraConfig()
     blocked = out = hidden = narrow = canopy = 0
     gaps: list[float] = []
     zs: list[float] = []
@@ -1411,10 +1406,10 @@ def split_stats(family: str | Path | FamilySpec, split: str, n: int = 200, *,
     for i in range(n):
         sc = generate_scene(spec, split, i)
         blocked += sc.line_blocked
-        R = yaw_pitch_matrix(sc.start_yaw, camera_tilt_rad)
-        vis = in_camera_fov(sc.start_pos_w, R, sc.target_pos_w, hfov_rad, vfov_rad)
+        eye, R_wc = camera_pose(cam, sc.start_pos_w, yaw_matrix(sc.start_yaw))
+        vis = in_camera_fov(eye, R_wc, sc.target_pos_w, cam.hfov_rad, cam.vfov_rad)
         out += not vis
-        hidden += (not vis) or segment_blocked(sc, sc.start_pos_w, sc.target_pos_w)
+        hidden += (not vis) or segment_blocked(sc, eye, sc.target_pos_w)
         g = scene_min_trunk_gap_m(sc)
         gaps.append(g)
         narrow += g < 4 * spec.drone_diameter_m

@@ -1,0 +1,263 @@
+"""Put a `Scene` into a PyBullet client, reusing bodies from one scene to the next.
+
+Creating a PyBullet body costs about 0.3 ms, and a body cannot be resized, so a
+scene of ~90 parts would cost ~30 ms to build. `SceneWorld` keeps pools of
+static bodies keyed by shape and size (scene sizes are multiples of
+`scenes.SIZE_STEP_M`, so there are few distinct keys). `apply(scene)` moves
+and recolours pooled bodies into place and hides the unused ones; new bodies are
+created only when a scene needs more of one size than any scene before it.
+
+Two tricks keep the pools small:
+- ground-standing cylinders and boxes use one tall body per footprint and sink
+  it into the ground so that its top is at the wanted height (the ground hides
+  the rest; static bodies never collide with each other);
+- hidden bodies are parked far below the ground *and* made fully transparent:
+  the TinyRenderer skips transparent bodies entirely, while each parked but
+  opaque body would still cost ~6 us per frame.
+
+Visual shapes are low-polygon meshes (12-sided prisms, once-subdivided
+icosahedra, circumscribing the exact shape by at most 4% of its radius) because
+the renderer's cost grows with vertex count; collision shapes are the exact
+cylinders, spheres and boxes the `Scene` describes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+
+from lnn_nav.sim.camera import Lighting
+from lnn_nav.sim.scenes import ROLE_NAMES, SIZE_STEP_M, Scene
+
+SINK_LENGTH_M = 12.0
+"""m, length of the pooled bodies used for ground-standing cylinders and boxes;
+taller ground-standing obstacles get their own key."""
+
+_PARK_Z_M = -50.0
+_HIDDEN_RGBA = [0.0, 0.0, 0.0, 0.0]
+_PRISM_SIDES = 12
+
+
+def _prism_mesh(radius: float, length: float) -> tuple[list[list[float]], list[int], list[list[float]]]:
+    """A closed prism circumscribing a cylinder (axis z, centred); vertices, indices, normals.
+    Side and cap vertices are separate so that the flat-shaded normals are right."""
+    n = _PRISM_SIDES
+    rr = radius / math.cos(math.pi / n)
+    verts: list[list[float]] = []
+    normals: list[list[float]] = []
+    idx: list[int] = []
+    h = length / 2
+    for i in range(n):  # side quads, each with its own 4 vertices and face normal
+        a0, a1 = 2 * math.pi * i / n, 2 * math.pi * (i + 1) / n
+        am = (a0 + a1) / 2
+        nrm = [math.cos(am), math.sin(am), 0.0]
+        b = len(verts)
+        for a, z in ((a0, -h), (a1, -h), (a1, h), (a0, h)):
+            verts.append([rr * math.cos(a), rr * math.sin(a), z])
+            normals.append(nrm)
+        idx += [b, b + 1, b + 2, b, b + 2, b + 3]
+    for z, sgn in ((h, 1.0), (-h, -1.0)):  # caps as triangle fans
+        c = len(verts)
+        verts.append([0.0, 0.0, z])
+        normals.append([0.0, 0.0, sgn])
+        for i in range(n):
+            a = 2 * math.pi * i / n
+            verts.append([rr * math.cos(a), rr * math.sin(a), z])
+            normals.append([0.0, 0.0, sgn])
+        for i in range(n):
+            j = (i + 1) % n
+            idx += [c, c + 1 + i, c + 1 + j] if sgn > 0 else [c, c + 1 + j, c + 1 + i]
+    return verts, idx, normals
+
+
+def _icosphere_mesh(radius: float) -> tuple[list[list[float]], list[int], list[list[float]]]:
+    """An icosahedron subdivided once (42 vertices, 80 faces), scaled so that its faces
+    lie no more than ~4% inside the sphere and its vertices ~4% outside."""
+    t = (1 + math.sqrt(5)) / 2
+    v = [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t],
+         [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]]
+    faces = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4),
+             (11, 10, 2), (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8),
+             (3, 8, 9), (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+    verts = [list(np.array(x, float) / np.linalg.norm(x)) for x in v]
+    mid: dict[tuple[int, int], int] = {}
+
+    def midpoint(a: int, b: int) -> int:
+        key = (min(a, b), max(a, b))
+        if key not in mid:
+            m = (np.array(verts[a]) + np.array(verts[b])) / 2
+            verts.append(list(m / np.linalg.norm(m)))
+            mid[key] = len(verts) - 1
+        return mid[key]
+
+    idx: list[int] = []
+    for a, b, c in faces:
+        ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+        for tri in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)):
+            idx += list(tri)
+    scale = radius * 1.04
+    return [[x * scale for x in u] for u in verts], idx, [list(u) for u in verts]
+
+
+@dataclass(frozen=True)
+class _Key:
+    shape: str  # "cyl", "sph", "box"
+    dims: tuple[float, ...]  # cyl: (r, length); sph: (r,); box: (hx, hy, hz)
+
+
+def _rounded(x: float) -> float:
+    return round(x / SIZE_STEP_M * 2) * SIZE_STEP_M / 2
+
+
+class SceneWorld:
+    """The bodies of the current scene in a PyBullet client.
+
+    `body_role` maps each visible obstacle body id to its role name (trunk,
+    canopy, ...), for telling what the vehicle hit; `target_id` is the target body.
+    """
+
+    def __init__(self, client: int, ground_id: int | None = None) -> None:
+        self.client = client
+        self.ground_id = ground_id
+        self._pools: dict[_Key, list[int]] = {}
+        self._shapes: dict[_Key, tuple[int, int]] = {}
+        self._in_use: list[int] = []
+        self.body_role: dict[int, str] = {}
+        self.target_id: int | None = None
+        self._target_key: _Key | None = None
+        self.bodies_created = 0
+        self.scene: Scene | None = None
+
+    # ---- pools ----------------------------------------------------------------
+    def _shape(self, key: _Key) -> tuple[int, int]:
+        if key not in self._shapes:
+            c = self.client
+            if key.shape == "cyl":
+                r, length = key.dims
+                col = p.createCollisionShape(p.GEOM_CYLINDER, radius=r, height=length, physicsClientId=c)
+                v, i, n = _prism_mesh(r, length)
+            elif key.shape == "sph":
+                (r,) = key.dims
+                col = p.createCollisionShape(p.GEOM_SPHERE, radius=r, physicsClientId=c)
+                v, i, n = _icosphere_mesh(r)
+            else:
+                col = p.createCollisionShape(p.GEOM_BOX, halfExtents=list(key.dims), physicsClientId=c)
+                vis = p.createVisualShape(p.GEOM_BOX, halfExtents=list(key.dims), physicsClientId=c)
+                self._shapes[key] = (col, vis)
+                return col, vis
+            vis = p.createVisualShape(p.GEOM_MESH, vertices=v, indices=i, normals=n, physicsClientId=c)
+            self._shapes[key] = (col, vis)
+        return self._shapes[key]
+
+    def _take(self, key: _Key, used: dict[_Key, int]) -> int:
+        pool = self._pools.setdefault(key, [])
+        k = used.get(key, 0)
+        used[key] = k + 1
+        if k < len(pool):
+            return pool[k]
+        col, vis = self._shape(key)
+        body = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], physicsClientId=self.client)
+        self.bodies_created += 1
+        pool.append(body)
+        return body
+
+    def _place(self, body: int, pos: list[float] | np.ndarray, yaw: float, rgba: np.ndarray) -> None:
+        q = p.getQuaternionFromEuler([0.0, 0.0, yaw])
+        p.resetBasePositionAndOrientation(body, list(map(float, pos)), q, physicsClientId=self.client)
+        p.changeVisualShape(body, -1, rgbaColor=[float(x) for x in rgba], physicsClientId=self.client)
+
+    # ---- public ---------------------------------------------------------------
+    def apply(self, scene: Scene) -> None:
+        """Make the client show `scene`: obstacles, target, ground colour. Light and sky
+        are render settings, see `lighting_for`. Costs ~0.01 ms per body once the pools are warm."""
+        used: dict[_Key, int] = {}
+        placed: list[int] = []
+        roles: dict[int, str] = {}
+        for (x, y, r, z0, z1), rgba, role in zip(scene.cylinders, scene.cylinder_rgba, scene.cylinder_role):
+            length = z1 - z0
+            if z0 <= 0.0 and z1 <= SINK_LENGTH_M:
+                key = _Key("cyl", (_rounded(r), SINK_LENGTH_M))
+                zc = z1 - SINK_LENGTH_M / 2
+            else:
+                key = _Key("cyl", (_rounded(r), _rounded(length)))
+                zc = (z0 + z1) / 2
+            body = self._take(key, used)
+            self._place(body, [x, y, zc], 0.0, rgba)
+            placed.append(body)
+            roles[body] = ROLE_NAMES[role]
+        for (x, y, z, r), rgba, role in zip(scene.spheres, scene.sphere_rgba, scene.sphere_role):
+            body = self._take(_Key("sph", (_rounded(r),)), used)
+            self._place(body, [x, y, z], 0.0, rgba)
+            placed.append(body)
+            roles[body] = ROLE_NAMES[role]
+        for (x, y, z, hx, hy, hz, yaw), rgba, role in zip(scene.boxes, scene.box_rgba, scene.box_role):
+            if z - hz <= 0.0 and 2 * hz <= SINK_LENGTH_M:
+                key = _Key("box", (_rounded(hx), _rounded(hy), SINK_LENGTH_M / 2))
+                zc = z + hz - SINK_LENGTH_M / 2
+            else:
+                key = _Key("box", (_rounded(hx), _rounded(hy), _rounded(hz)))
+                zc = z
+            body = self._take(key, used)
+            self._place(body, [x, y, zc], float(yaw), rgba)
+            placed.append(body)
+            roles[body] = ROLE_NAMES[role]
+        # the target has its own body (never pooled with obstacles: it moves in FollowTarget)
+        h = scene.target_size_m / 2
+        tkey = {"sphere": _Key("sph", (_rounded(h),)), "cylinder": _Key("cyl", (_rounded(h), _rounded(2 * h))),
+                "box": _Key("box", (_rounded(h),) * 3)}[scene.target_kind]
+        if self._target_key != tkey:
+            if self.target_id is not None:
+                self._hide(self.target_id)
+            col, vis = self._shape(tkey)
+            self.target_id = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], physicsClientId=self.client)
+            self.bodies_created += 1
+            self._target_key = tkey
+        self._place(self.target_id, scene.target_pos_w, 0.0, scene.target_rgba)
+        # hide what the previous scene used and this one does not
+        now = set(placed)
+        for body in self._in_use:
+            if body not in now:
+                self._hide(body)
+        self._in_use = placed
+        self.body_role = roles
+        if self.ground_id is not None:
+            p.changeVisualShape(self.ground_id, -1, rgbaColor=[*map(float, scene.ground_rgb), 1.0],
+                                physicsClientId=self.client)
+        self.scene = scene
+
+    def _hide(self, body: int) -> None:
+        p.resetBasePositionAndOrientation(body, [0.0, 0.0, _PARK_Z_M], [0, 0, 0, 1], physicsClientId=self.client)
+        p.changeVisualShape(body, -1, rgbaColor=_HIDDEN_RGBA, physicsClientId=self.client)
+
+    def move_target(self, pos_w: np.ndarray) -> None:
+        """Move the target body to `pos_w` (3,) m world ENU (kinematic: FollowTarget)."""
+        if self.target_id is None:
+            raise RuntimeError("move_target before apply: no target body yet")
+        p.resetBasePositionAndOrientation(self.target_id, [float(v) for v in pos_w], [0, 0, 0, 1],
+                                          physicsClientId=self.client)
+
+    def role_of(self, body: int) -> str:
+        """Role name of a body id: an obstacle role, 'target', 'ground' or 'other'."""
+        if body == self.target_id:
+            return "target"
+        if body == self.ground_id:
+            return "ground"
+        return self.body_role.get(body, "other")
+
+    @property
+    def pooled_bodies(self) -> int:
+        """Bodies ever created for obstacles and targets (visible or parked)."""
+        return self.bodies_created
+
+
+def lighting_for(scene: Scene) -> tuple[Lighting, tuple[int, int, int]]:
+    """The renderer light and the sky colour (uint8 RGB) of a scene."""
+    light = Lighting(direction_w=tuple(float(v) for v in scene.light_direction_w),
+                     color_rgb=tuple(float(v) for v in scene.light_rgb),
+                     ambient=float(scene.light_ambient), diffuse=float(scene.light_diffuse),
+                     specular=0.05)
+    sky = tuple(int(round(255 * float(v))) for v in scene.sky_rgb)
+    return light, sky
