@@ -63,11 +63,6 @@ class CameraConfig:
                 raise ValueError(f"CameraConfig.{name}={v!r}: expected an integer number of pixels in [1, 4096]")
         if not (isinstance(self.vfov_rad, (int, float)) and 0 < self.vfov_rad < math.pi):
             raise ValueError(f"CameraConfig.vfov_rad={self.vfov_rad!r}: expected an angle in (0, pi) rad")
-        if self.hfov_rad >= math.pi:
-            raise ValueError(
-                f"CameraConfig: horizontal field of view {self.hfov_rad:.3f} rad (vfov_rad={self.vfov_rad}, "
-                f"{self.width}x{self.height}) must be < pi; reduce vfov_rad or the width"
-            )
         if not (isinstance(self.tilt_up_rad, (int, float)) and abs(self.tilt_up_rad) < math.pi / 2):
             raise ValueError(f"CameraConfig.tilt_up_rad={self.tilt_up_rad!r}: expected an angle in (-pi/2, pi/2) rad")
         _check_vector("CameraConfig", "offset_body_m", self.offset_body_m, 3)
