@@ -74,7 +74,7 @@ class ExpertConfig:
     """m, clearance below which grid cells cost more (paths prefer open space)."""
     soft_weight: float = 3.0
     """extra cost factor of a cell touching the inflated obstacle (0 = none)."""
-    vertical_margin: float = 0.4
+    vertical_margin: float = 0.3
     """m, obstacles within this height of the flight band count as in the way."""
     grid_resolution: float = 0.2
     """m, cell size of the planning grid."""
@@ -88,6 +88,10 @@ class ExpertConfig:
     """m, horizontal distance kept from the target (task follow)."""
     replan_distance: float = 0.4
     """m, target displacement that triggers a new plan (task follow)."""
+    safety_margin: float = 0.05
+    """m, the safety filter keeps the drone's disc at least this far off obstacles."""
+    safety_rate: float = 1.5
+    """1/s, how fast the safety filter lets the clearance shrink, per metre of excess."""
     position_gain: float = 1.2
     """1/s, speed per metre of distance to the hold point, near it."""
     altitude_gain: float = 1.5
@@ -154,46 +158,28 @@ class ExpertConfig:
 
 
 # ---------------------------------------------------------------- geometry
-class Obstacles(NamedTuple):
-    """Obstacle footprints, world ENU.
+class Footprints(NamedTuple):
+    """2D obstacle footprints in one altitude band, world ENU (what the planner sees).
 
-    circles: (N, 5) float64: x, y, radius, zmin, zmax [m] (vertical cylinders:
-        trunks, poles, canopies).
-    boxes: (M, 7) float64: cx, cy, half_x, half_y, yaw [rad], zmin, zmax [m]
-        (boxes, buildings, walls; yaw turns the box's x axis from world x).
+    circles: (N, 3) float64: x, y, radius [m].
+    boxes: (K, 5) float64: cx, cy, half_x, half_y [m], yaw [rad] (the box's x
+        axis turned by yaw from world x).
     """
 
     circles: np.ndarray
     boxes: np.ndarray
 
     @classmethod
-    def empty(cls) -> Obstacles:
-        return cls(np.zeros((0, 5)), np.zeros((0, 7)))
+    def empty(cls) -> Footprints:
+        return cls(np.zeros((0, 3)), np.zeros((0, 5)))
 
-    @classmethod
-    def make(cls, circles: Any = None, boxes: Any = None) -> Obstacles:
-        """Validated constructor; `None` means none of that kind."""
-        c = np.zeros((0, 5)) if circles is None else np.asarray(circles, np.float64).reshape(-1, 5)
-        b = np.zeros((0, 7)) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 7)
-        if not (np.isfinite(c).all() and np.isfinite(b).all()):
-            raise ValueError("obstacle geometry contains non-finite values")
-        if (c[:, 2] < 0).any() or (b[:, 2:4] < 0).any():
-            raise ValueError("obstacle radius / half sizes must be >= 0 m")
-        return cls(c, b)
-
-    def in_band(self, zlo: float, zhi: float) -> Obstacles:
-        """The obstacles whose height range overlaps [zlo, zhi] m."""
-        c = self.circles[(self.circles[:, 3] <= zhi) & (self.circles[:, 4] >= zlo)]
-        b = self.boxes[(self.boxes[:, 5] <= zhi) & (self.boxes[:, 6] >= zlo)]
-        return Obstacles(c, b)
-
-    def near(self, xy: np.ndarray, radius: float) -> Obstacles:
-        """The obstacles whose footprint may come within `radius` m of point `xy` (2,)."""
+    def near(self, xy: np.ndarray, radius: float) -> Footprints:
+        """The footprints that may come within `radius` m of point `xy` (2,)."""
         c = self.circles
         dc = np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1]) - c[:, 2]
         b = self.boxes
         db = np.hypot(b[:, 0] - xy[0], b[:, 1] - xy[1]) - np.hypot(b[:, 2], b[:, 3])
-        return Obstacles(c[dc < radius], b[db < radius])
+        return Footprints(c[dc < radius], b[db < radius])
 
     def signed_distance(self, pts: np.ndarray) -> np.ndarray:
         """pts (K, 2) m -> (K,) m: distance from each point to the nearest footprint
@@ -215,6 +201,56 @@ class Obstacles(NamedTuple):
             inside = np.minimum(np.maximum(qx, qy), 0.0)
             out = np.minimum(out, (outside + inside).min(axis=1))
         return out
+
+
+class Obstacles(NamedTuple):
+    """3D obstacle geometry, world ENU, in the scene's format (`lnn_nav.sim.scenes.Scene`).
+
+    cylinders: (N, 5) float64: x, y, radius, zmin, zmax [m] (vertical: trunks,
+        poles, cylindrical canopies).
+    spheres: (M, 4) float64: x, y, z, radius [m] (spherical canopies, distractors).
+    boxes: (K, 7) float64: x, y, z (centre), hx, hy, hz (half extents) [m], yaw [rad].
+    """
+
+    cylinders: np.ndarray
+    spheres: np.ndarray
+    boxes: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Obstacles:
+        return cls(np.zeros((0, 5)), np.zeros((0, 4)), np.zeros((0, 7)))
+
+    @classmethod
+    def make(cls, cylinders: Any = None, spheres: Any = None, boxes: Any = None) -> Obstacles:
+        """Validated constructor; `None` means none of that kind."""
+        arrays = []
+        for name, value, width in (("cylinders", cylinders, 5), ("spheres", spheres, 4),
+                                   ("boxes", boxes, 7)):
+            a = np.zeros((0, width)) if value is None else np.asarray(value, np.float64)
+            if a.size == 0:
+                a = np.zeros((0, width))
+            if a.ndim != 2 or a.shape[1] != width:
+                raise ValueError(f"{name}: got shape {a.shape}, expected (N, {width})")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name}: geometry contains non-finite values")
+            arrays.append(a)
+        c, s, b = arrays
+        if (c[:, 2] < 0).any() or (s[:, 3] < 0).any() or (b[:, 3:6] < 0).any():
+            raise ValueError("obstacle radius / half extents must be >= 0 m")
+        return cls(c, s, b)
+
+    def footprints(self, zlo: float, zhi: float) -> Footprints:
+        """The 2D footprints of everything that reaches into the band [zlo, zhi] m:
+        cylinders and boxes whole, spheres by their widest cross-section in the band."""
+        c = self.cylinders[(self.cylinders[:, 3] <= zhi) & (self.cylinders[:, 4] >= zlo)]
+        s = self.spheres
+        dz = np.maximum.reduce([zlo - s[:, 2], s[:, 2] - zhi, np.zeros(len(s))])
+        keep = dz < s[:, 3]
+        rs = np.sqrt(np.maximum(s[keep, 3] ** 2 - dz[keep] ** 2, 0.0))
+        circles = np.concatenate([c[:, :3], np.stack([s[keep, 0], s[keep, 1], rs], 1)])
+        b = self.boxes
+        b = b[(b[:, 2] - b[:, 5] <= zhi) & (b[:, 2] + b[:, 5] >= zlo)]
+        return Footprints(circles.reshape(-1, 3), b[:, [0, 1, 3, 4, 6]].reshape(-1, 5))
 
 
 class Bounds(NamedTuple):
@@ -261,7 +297,7 @@ class CostToGo:
     each cell centre to the nearest obstacle footprint (m).
     """
 
-    def __init__(self, obstacles: Obstacles, lo: np.ndarray, hi: np.ndarray, res: float,
+    def __init__(self, obstacles: Footprints, lo: np.ndarray, hi: np.ndarray, res: float,
                  bounds: Bounds | None) -> None:
         self.res = float(res)
         self.x0, self.y0 = float(lo[0]), float(lo[1])
@@ -278,13 +314,13 @@ class CostToGo:
         # Per obstacle, only the window it can influence: a Python loop over
         # obstacles with small numpy windows is far cheaper than (cells x obstacles).
         reach = 3.0  # m beyond the footprint; farther cells are "open" anyway
-        for x, y, r, _, _ in obstacles.circles:
+        for x, y, r in obstacles.circles:
             j0, j1, i0, i1 = self._window(x - r - reach, x + r + reach, y - r - reach, y + r + reach)
             if j0 >= j1 or i0 >= i1:
                 continue
             d = np.hypot(xs[None, j0:j1] - x, ys[i0:i1, None] - y) - r
             np.minimum(clear[i0:i1, j0:j1], d, out=clear[i0:i1, j0:j1])
-        for cx, cy, hx, hy, yaw, _, _ in obstacles.boxes:
+        for cx, cy, hx, hy, yaw in obstacles.boxes:
             e = math.hypot(hx, hy) + reach
             j0, j1, i0, i1 = self._window(cx - e, cx + e, cy - e, cy + e)
             if j0 >= j1 or i0 >= i1:
@@ -396,7 +432,7 @@ class Expert:
             )
         self._rate = np.array([self.config.max_accel, self.config.max_accel,
                                self.config.max_vertical_accel, self.config.max_yaw_accel])
-        self._obstacles = Obstacles.empty()
+        self._obstacles = Footprints.empty()
         self._bounds: Bounds | None = None
         self._task: Task = "fly"
         self._field: CostToGo | None = None
@@ -409,7 +445,6 @@ class Expert:
         self._planned_target: np.ndarray | None = None
         self._approach: np.ndarray | None = None
         self._band: tuple[float, float] = (-math.inf, math.inf)
-        self._local = Obstacles.empty()
 
     # ----------------------------------------------------------------- reset
     def reset(self, obstacles: Obstacles, bounds: Bounds | None, task: Task,
@@ -424,7 +459,7 @@ class Expert:
         zlo = min(state.pos_w[2], self._goal_altitude(state)) - cfg.vertical_margin
         zhi = max(state.pos_w[2], self._goal_altitude(state)) + cfg.vertical_margin
         self._band = (zlo, zhi)
-        self._obstacles = obstacles.in_band(zlo, zhi)
+        self._obstacles = obstacles.footprints(zlo, zhi)
         self._plan(state)
 
     def _goal_altitude(self, state: PrivilegedState) -> float:
@@ -517,7 +552,7 @@ class Expert:
             if speed > 1e-6:
                 travel = math.atan2(v_w[1], v_w[0])
                 align = math.cos(min(abs(wrap_angle(travel - yaw)), math.pi / 2))
-                v_w = v_w * max(0.35, align)
+                v_w = v_w * max(0.5, align)
         c, s = math.cos(yaw), math.sin(yaw)
         desired = np.array([c * v_w[0] + s * v_w[1], -s * v_w[0] + c * v_w[1], up, yaw_rate])
         desired = np.clip(desired, -self.limits.scale(), self.limits.scale())
@@ -533,16 +568,18 @@ class Expert:
                 and f.y0 <= xy[1] <= f.y0 + (f.h - 1) * f.res)
 
     def _clear_segment(self, a: np.ndarray, b: np.ndarray, inflation: float,
-                       local: Obstacles) -> bool:
+                       local: Footprints) -> bool:
         """True when a disc of radius `inflation` m moves from a to b (2,) without
-        touching an obstacle footprint or leaving the arena."""
+        touching an obstacle footprint or leaving the arena. From a point already
+        closer than that (corner cut, drift), a segment counts as clear if it does
+        not go deeper, as long as it keeps the drone itself off the obstacle."""
         n = max(2, int(math.ceil(np.hypot(*(b - a)) / 0.05)) + 1)
         pts = a[None, :] + np.linspace(0.0, 1.0, n)[:, None] * (b - a)[None, :]
-        if (local.signed_distance(pts) <= inflation).any():
-            return False
-        if self._bounds is not None and (self._bounds.distance_inside(pts) <= inflation).any():
-            return False
-        return True
+        sd = local.signed_distance(pts)
+        if self._bounds is not None:
+            sd = np.minimum(sd, self._bounds.distance_inside(pts))
+        thr = min(inflation, max(float(sd[0]) - 0.02, self.config.drone_radius + 0.02))
+        return bool((sd[1:] > thr).all())
 
     def _horizontal(self, p: np.ndarray, t: np.ndarray, state: PrivilegedState, dist_t: float,
                     bearing: float) -> tuple[np.ndarray, float]:
@@ -576,13 +613,13 @@ class Expert:
         # slow down where the way is tight: speed scales with clearance
         if len(local.circles) or len(local.boxes):
             clr = float(local.signed_distance(xy[None, :])[0]) - cfg.drone_radius
-            speed = min(speed, max(0.4, 1.5 * clr))
+            speed = min(speed, 0.4 + 2.0 * max(clr, 0.0))
         v = to_aim / max(d_aim, 1e-6) * speed if d_aim > 1e-3 else np.zeros(2)
         if self._task == "follow":
             v = v + np.asarray(state.target_vel_w[:2], np.float64)
-        # push away from an obstacle the drone is already too close to
+        # never close in on an obstacle, whatever the path says
         if len(local.circles) or len(local.boxes):
-            v = v + self._repulsion(xy, local)
+            v = self._safety_filter(xy, v, local)
 
         # heading: along the travel direction, but keep the target in the picture
         if d_hold < 1.0 or remaining < 1.0:
@@ -593,7 +630,7 @@ class Expert:
             heading = bearing + float(np.clip(wrap_angle(travel - bearing), -lim, lim))
         return v, heading
 
-    def _carrot(self, xy: np.ndarray, local: Obstacles) -> tuple[np.ndarray, float]:
+    def _carrot(self, xy: np.ndarray, local: Footprints) -> tuple[np.ndarray, float]:
         """The farthest point along the planned path reachable in a straight line,
         and the path length (m) from the drone to the goal ring."""
         cfg = self.config
@@ -615,24 +652,37 @@ class Expert:
         # farthest first; every second cell is precise enough at 0.2 m
         for k in range(len(path) - 1, -1, -2):
             q = f.centre(*path[k])
-            if self._clear_segment(xy, q, cfg.drone_radius + 0.5 * cfg.margin, local):
+            if self._clear_segment(xy, q, cfg.inflation, local):
                 return q, max(remaining, 0.0)
         return f.centre(*path[0]), max(remaining, 0.0)
 
-    def _repulsion(self, xy: np.ndarray, local: Obstacles) -> np.ndarray:
-        """(2,) m/s away from footprints closer than the inflation radius."""
+    def _safety_filter(self, xy: np.ndarray, v: np.ndarray, local: Footprints) -> np.ndarray:
+        """Bend the desired velocity (2,) m/s so that the distance to each nearby
+        footprint shrinks no faster than `safety_rate` times its excess over
+        `drone_radius + safety_margin` (a control-barrier condition): the drone can
+        slide past an obstacle but not close in on it, whatever the planner says."""
         cfg = self.config
-        d0 = float(local.signed_distance(xy[None, :])[0])
-        if d0 >= cfg.inflation:
-            return np.zeros(2)
-        h = 0.02
-        gx = (local.signed_distance(np.array([[xy[0] + h, xy[1]]]))[0] - d0) / h
-        gy = (local.signed_distance(np.array([[xy[0], xy[1] + h]]))[0] - d0) / h
-        g = np.array([gx, gy])
-        n = np.hypot(*g)
-        if n < 1e-9:
-            return np.zeros(2)
-        return g / n * 2.0 * (cfg.inflation - d0)
+        d_safe = cfg.drone_radius + cfg.safety_margin
+        parts = [Footprints(local.circles[k:k + 1], np.zeros((0, 5)))
+                 for k in range(len(local.circles))]
+        parts += [Footprints(np.zeros((0, 3)), local.boxes[k:k + 1])
+                  for k in range(len(local.boxes))]
+        h = 1e-3
+        probe = np.array([xy, xy + [h, 0.0], xy + [0.0, h]])
+        for part in parts:
+            sd = part.signed_distance(probe)
+            if sd[0] > cfg.inflation + 0.5:
+                continue
+            n = np.array([sd[1] - sd[0], sd[2] - sd[0]]) / h  # unit gradient, away from it
+            norm = float(np.hypot(*n))
+            if norm < 1e-9:
+                continue
+            n /= norm
+            need = -cfg.safety_rate * (float(sd[0]) - d_safe)
+            vn = float(v @ n)
+            if vn < need:
+                v = v + (need - vn) * n
+        return v
 
     # -------------------------------------------------------------- from info
     def reset_from_info(self, info: dict[str, Any], task: Task) -> None:
@@ -672,9 +722,9 @@ def state_from_info(info: dict[str, Any]) -> PrivilegedState:
 
 
 def obstacles_from_info(info: dict[str, Any]) -> Obstacles:
-    """Obstacle footprints from info["circles"] (N, 5) and info["boxes"] (M, 7)
-    (formats as in `Obstacles`); missing keys mean none of that kind."""
-    return Obstacles.make(info.get("circles"), info.get("boxes"))
+    """Obstacle geometry from info["cylinders"] (N, 5), info["spheres"] (M, 4) and
+    info["boxes"] (K, 7) (formats as in `Obstacles`); a missing key means none."""
+    return Obstacles.make(info.get("cylinders"), info.get("spheres"), info.get("boxes"))
 
 
 def bounds_from_info(info: dict[str, Any]) -> Bounds | None:

@@ -12,6 +12,7 @@ from lnn_nav.expert import (
     CostToGo,
     Expert,
     ExpertConfig,
+    Footprints,
     Obstacles,
     PrivilegedState,
     bounds_from_info,
@@ -61,7 +62,7 @@ def _forest(seed, n):
         if np.hypot(x, y) < r + 0.6 or np.hypot(x - target[0], y - target[1]) < r + 1.2:
             continue
         circles.append((x, y, r, 0.0, 5.0))
-    return Obstacles.make(circles), start, target, rng.uniform(-math.pi, math.pi)
+    return Obstacles.make(cylinders=circles), start, target, rng.uniform(-math.pi, math.pi)
 
 
 def _fly(obstacles, start, target, yaw0, config=None, seconds=30.0, bounds=None):
@@ -75,7 +76,7 @@ def _fly(obstacles, start, target, yaw0, config=None, seconds=30.0, bounds=None)
         cmd = expert.act(_state(drone.p, drone.yaw, target, drone.v), DT)
         cmds.append(cmd.as_array())
         drone.step(cmd, DT)
-        if obstacles.signed_distance(drone.p[None, :2])[0] < DRONE_RADIUS:
+        if obstacles.footprints(-1, 9).signed_distance(drone.p[None, :2])[0] < DRONE_RADIUS:
             return "collision", drone, np.array(cmds)
         to = target[:2] - drone.p[:2]
         off = abs(wrap_angle(math.atan2(to[1], to[0]) - drone.yaw))
@@ -113,19 +114,17 @@ def test_cruise_speed_must_fit_the_limits():
 # ---------------------------------------------------------------- geometry
 def test_signed_distance_matches_brute_force():
     rng = np.random.default_rng(0)
-    obs = Obstacles.make(
-        circles=[(1.0, 2.0, 0.5, 0, 3), (-2.0, 0.0, 0.2, 0, 3)],
-        boxes=[(3.0, -1.0, 1.0, 0.25, 0.7, 0, 3)],
-    )
+    obs = Footprints(np.array([(1.0, 2.0, 0.5), (-2.0, 0.0, 0.2)]),
+                     np.array([(3.0, -1.0, 1.0, 0.25, 0.7)]))
     pts = rng.uniform(-4, 5, size=(200, 2))
     got = obs.signed_distance(pts)
     # brute force: distance to densely sampled boundary points, sign from membership
     bnd, inside = [], np.zeros(len(pts), bool)
-    for x, y, r, *_ in obs.circles:
+    for x, y, r in obs.circles:
         a = np.linspace(0, 2 * np.pi, 4000)
         bnd.append(np.stack([x + r * np.cos(a), y + r * np.sin(a)], 1))
         inside |= np.hypot(pts[:, 0] - x, pts[:, 1] - y) < r
-    cx, cy, hx, hy, yaw, *_ = obs.boxes[0]
+    cx, cy, hx, hy, yaw = obs.boxes[0]
     s = np.linspace(-1, 1, 2000)
     local = np.concatenate([np.stack([hx * s, np.full_like(s, hy)], 1),
                             np.stack([hx * s, np.full_like(s, -hy)], 1),
@@ -142,20 +141,32 @@ def test_signed_distance_matches_brute_force():
 
 
 def test_height_band_filters_obstacles():
-    obs = Obstacles.make(circles=[(0, 0, 1, 0.0, 0.5), (0, 0, 1, 2.0, 4.0), (0, 0, 1, 0.0, 9.0)])
-    assert len(obs.in_band(1.0, 1.5).circles) == 1
-    assert len(obs.in_band(0.0, 3.0).circles) == 3
+    obs = Obstacles.make(cylinders=[(0, 0, 1, 0.0, 0.5), (0, 0, 1, 2.0, 4.0), (0, 0, 1, 0.0, 9.0)],
+                         boxes=[(5, 5, 2.5, 1, 1, 0.5, 0.0)])
+    assert len(obs.footprints(1.0, 1.5).circles) == 1
+    assert len(obs.footprints(0.0, 3.0).circles) == 3
+    assert len(obs.footprints(0.0, 1.9).boxes) == 0
+    assert len(obs.footprints(0.0, 2.1).boxes) == 1
+
+
+def test_sphere_footprint_is_its_widest_section_in_the_band():
+    obs = Obstacles.make(spheres=[(0, 0, 3.0, 1.0)])  # centre 3 m up, radius 1 m
+    assert len(obs.footprints(0.0, 1.9).circles) == 0
+    np.testing.assert_allclose(obs.footprints(0.0, 2.5).circles[0, 2], math.sqrt(1 - 0.25))
+    np.testing.assert_allclose(obs.footprints(2.0, 4.0).circles[0, 2], 1.0)
 
 
 def test_obstacles_reject_bad_geometry():
     with pytest.raises(ValueError, match="non-finite"):
-        Obstacles.make(circles=[(0, 0, float("nan"), 0, 1)])
+        Obstacles.make(cylinders=[(0, 0, float("nan"), 0, 1)])
     with pytest.raises(ValueError, match="radius"):
-        Obstacles.make(circles=[(0, 0, -1, 0, 1)])
+        Obstacles.make(cylinders=[(0, 0, -1, 0, 1)])
+    with pytest.raises(ValueError, match="spheres"):
+        Obstacles.make(spheres=[(0, 0, 1)])
 
 
 def test_cost_to_go_in_open_space_is_euclidean():
-    field = CostToGo(Obstacles.empty(), np.array([0.0, 0.0]), np.array([6.0, 4.0]), 0.2, None)
+    field = CostToGo(Footprints.empty(), np.array([0.0, 0.0]), np.array([6.0, 4.0]), 0.2, None)
     goal = np.zeros((field.h, field.w), bool)
     goal[0, 0] = True
     field.solve(goal, inflation=0.1, soft_clearance=0.5, soft_weight=0.0)
@@ -167,7 +178,7 @@ def test_cost_to_go_in_open_space_is_euclidean():
 
 
 def test_cost_to_go_goes_around_a_wall():
-    wall = Obstacles.make(boxes=[(3.0, 2.0, 0.1, 1.5, 0.0, 0, 3)])  # x=3, y in [0.5, 3.5]
+    wall = Footprints(np.zeros((0, 3)), np.array([(3.0, 2.0, 0.1, 1.5, 0.0)]))  # x=3, y 0.5..3.5
     field = CostToGo(wall, np.array([0.0, -1.0]), np.array([6.0, 5.0]), 0.1, None)
     goal = np.zeros((field.h, field.w), bool)
     goal[field.cell(np.array([5.0, 2.0]))] = True
@@ -290,11 +301,11 @@ def test_bad_dt_is_rejected():
 def test_info_adapters():
     info = {
         "pos_w": [1, 2, 3], "vel_w": [0, 0, 0], "yaw": 0.5, "target_pos_w": [4, 5, 6],
-        "circles": [[0, 0, 1, 0, 2]], "bounds": [-1, -2, 3, 4],
+        "cylinders": [[0, 0, 1, 0, 2]], "spheres": np.zeros((0, 4)), "bounds": [-1, -2, 3, 4],
     }
     s = state_from_info(info)
     assert s.yaw == 0.5 and s.target_vel_w.tolist() == [0, 0, 0]
-    assert len(obstacles_from_info(info).circles) == 1
+    assert len(obstacles_from_info(info).cylinders) == 1
     assert bounds_from_info(info) == Bounds(-1, -2, 3, 4)
     with pytest.raises(ValueError, match="pos_w"):
         state_from_info({"yaw": 0.0, "target_pos_w": [0, 0, 0]})
