@@ -222,6 +222,7 @@ class PolicyController:
         with torch.inference_mode():
             self._state = self.policy.init_state(1)
         self._last_cmd = np.zeros(4)
+        self._last_raw = np.zeros(4)
         self._last_step_time: float | None = None
         self._steps = 0
         self._fault = Fault.NO_FRAME
@@ -231,6 +232,12 @@ class PolicyController:
     def state(self) -> torch.Tensor:
         """(1, S) float32: the recurrent state after the last step (read-only copy)."""
         return self._state.clone()
+
+    @property
+    def raw_command(self) -> np.ndarray:
+        """(4,) float64: the policy's output at the last step, before limits,
+        slew limiting and the watchdog (body FLU, m/s and rad/s); for logs."""
+        return self._last_raw.copy()
 
     @property
     def fault(self) -> Fault:
@@ -317,10 +324,13 @@ class PolicyController:
             cmd_t, next_state = self.policy.step(img_t, self._state, dt_t)
             raw = cmd_t.reshape(-1).double().numpy()
             finite_state = bool(torch.isfinite(next_state).all())
+        if raw.shape != (4,):
+            raise ValueError(
+                f"policy returned a command of shape {tuple(cmd_t.shape)}: expected (1, 4)"
+            )
         self._last_step_time = now
         self._steps += 1
-        if raw.shape != (4,):
-            raise ValueError(f"policy returned a command of shape {tuple(cmd_t.shape)}: expected (1, 4)")
+        self._last_raw = raw.copy()
         if not (np.isfinite(raw).all() and finite_state):
             self._raise_fault(
                 Fault.NON_FINITE_OUTPUT,

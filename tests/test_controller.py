@@ -221,3 +221,11 @@ def test_policy_without_limits_needs_explicit_limits():
         PolicyController(policy)
     ctrl = PolicyController(policy, limits=CommandLimits(), image_shape=(H, W, 3))
     assert ctrl.limits == CommandLimits()
+
+
+def test_raw_command_is_the_policy_output_before_limits():
+    ctrl, clock = make(limits=CommandLimits(max_horizontal=0.1))
+    clock.t += 1.0
+    cmd = ctrl.step(frame(255), 1.0)
+    np.testing.assert_allclose(ctrl.raw_command, [1.0, -1.0, 0.5, 1.0], atol=1e-6)
+    assert cmd.forward == pytest.approx(0.1)
