@@ -133,29 +133,28 @@ class FlightController:
         self.limits = limits if limits is not None else CommandLimits()
         self.dt_s = float(dt_s)
         prm = self.params
+        g = self.gains
+        # The loop below runs at the physics rate, so it works on Python floats:
+        # for 3- and 4-vectors that is several times faster than numpy calls.
         self._mass = prm.mass_kg
-        self._inertia = np.asarray(prm.inertia_kgm2)
+        self._jx, self._jy, self._jz = prm.inertia_kgm2
         self._kf = prm.kf
         self._f_max = prm.max_thrust_per_motor_n
         # Allocation: [T, tau_x, tau_y, tau_z] = A @ f, f = per-motor thrust (N).
         xy = ROTOR_DIRECTIONS_BODY * prm.arm_m
         alloc = np.vstack([np.ones(4), xy[:, 1], -xy[:, 0], -ROTOR_SPIN * prm.km / prm.kf])
-        alloc_inv = np.linalg.inv(alloc)
-        self._mix_thrust_rp = alloc_inv[:, :3]  # (4, 3) applied to [T, tau_x, tau_y]
-        self._mix_yaw = alloc_inv[:, 3].copy()  # (4,) per unit yaw torque
-        g = self.gains
-        self._kv_p = np.array([g.vel_p_xy, g.vel_p_xy, g.vel_p_z])
-        self._kv_i = np.array([g.vel_i_xy, g.vel_i_xy, g.vel_i_z])
-        self._kr_p = np.array([g.rate_p_rp, g.rate_p_rp, g.rate_p_yaw])
-        self._kr_i = np.array([g.rate_i_rp, g.rate_i_rp, g.rate_i_yaw])
+        self._mix: list[list[float]] = np.linalg.inv(alloc).tolist()  # rows: motors
         self._tan_tilt = math.tan(g.max_tilt_rad)
+        self._k_obs = (
+            dt_s / (g.accel_observer_time_constant_s + dt_s) if g.accel_observer_time_constant_s > 0 else 0.0
+        )
         self._command = VelocityCommand.hover()
-        self._vel_i = np.zeros(3)
-        self._rate_i = np.zeros(3)
-        self._yaw_sp = 0.0
-        self._dist = np.zeros(3)  # m/s^2 world, estimated acceleration disturbance
-        self._prev_vel = np.zeros(3)  # m/s world, velocity at the previous update
-        self._pred_acc = np.zeros(3)  # m/s^2 world, what the last command should give
+        self._vel_i = [0.0, 0.0, 0.0]  # m/s^2 world, velocity integral term
+        self._rate_i = [0.0, 0.0, 0.0]  # rad/s^2 body, rate integral term
+        self._yaw_sp = 0.0  # rad, heading set-point
+        self._dist = [0.0, 0.0, 0.0]  # m/s^2 world, estimated acceleration disturbance
+        self._prev_vel = [0.0, 0.0, 0.0]  # m/s world, velocity at the previous update
+        self._pred_acc = [0.0, 0.0, 0.0]  # m/s^2 world, what the last command should give
 
     @property
     def command(self) -> VelocityCommand:
@@ -167,14 +166,21 @@ class FlightController:
         """rad, the heading the controller is steering to (integrated yaw rate)."""
         return self._yaw_sp
 
+    @property
+    def disturbance_accel_w(self) -> np.ndarray:
+        """(3,) m/s^2 world ENU, the observer's estimate of the acceleration
+        not explained by the commanded thrust (wind, drag, model error)."""
+        return np.array(self._dist)
+
     def reset(self, state: QuadState) -> None:
-        """Clear the integrators, hold the current heading, command hover."""
-        self._vel_i[:] = 0.0
-        self._rate_i[:] = 0.0
+        """Clear the integrators and the observer, hold the current heading,
+        command hover."""
+        self._vel_i = [0.0, 0.0, 0.0]
+        self._rate_i = [0.0, 0.0, 0.0]
         self._yaw_sp = state.yaw
-        self._dist[:] = 0.0
-        self._prev_vel = np.array(state.vel_w, dtype=np.float64)
-        self._pred_acc[:] = 0.0
+        self._dist = [0.0, 0.0, 0.0]
+        self._prev_vel = [float(v) for v in state.vel_w]
+        self._pred_acc = [0.0, 0.0, 0.0]
         self._command = VelocityCommand.hover()
 
     def set_command(self, cmd: VelocityCommand) -> None:
@@ -191,49 +197,58 @@ class FlightController:
         g = self.gains
         dt = self.dt_s
         fwd, left, up, yaw_rate = self._command
-        R = state.R_wb
+        (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = state.R_wb.tolist()
+        vx, vy, vz = state.vel_w.tolist()
+        wx, wy, wz = state.ang_vel_body.tolist()
 
         # Heading frame: body x projected on the horizontal plane.
-        yaw = math.atan2(R[1, 0], R[0, 0])
+        yaw = math.atan2(r10, r00)
         cy, sy = math.cos(yaw), math.sin(yaw)
-        vel_sp = np.array([cy * fwd - sy * left, sy * fwd + cy * left, up])
+        sp_x, sp_y, sp_z = cy * fwd - sy * left, sy * fwd + cy * left, up
 
         # Disturbance observer: low-pass of (measured - predicted) acceleration.
         # The prediction uses the actual attitude, so attitude lag is not
         # mistaken for a disturbance; onboard, the accelerometer measures it.
-        vel = state.vel_w
-        if g.accel_observer_time_constant_s > 0:
-            meas_acc = (vel - self._prev_vel) / dt
-            k_obs = dt / (g.accel_observer_time_constant_s + dt)
-            self._dist += k_obs * (meas_acc - self._pred_acc - self._dist)
-        self._prev_vel = np.array(vel, dtype=np.float64)
+        dist, pv, pa, k = self._dist, self._prev_vel, self._pred_acc, self._k_obs
+        if k > 0.0:
+            dist[0] += k * ((vx - pv[0]) / dt - pa[0] - dist[0])
+            dist[1] += k * ((vy - pv[1]) / dt - pa[1] - dist[1])
+            dist[2] += k * ((vz - pv[2]) / dt - pa[2] - dist[2])
+        self._prev_vel = [vx, vy, vz]
 
         # 1. velocity PI -> acceleration (world)
-        err_v = vel_sp - state.vel_w
+        ex, ey, ez = sp_x - vx, sp_y - vy, sp_z - vz
         lim = g.vel_i_limit_mps2
-        self._vel_i = np.clip(self._vel_i + self._kv_i * err_v * dt, -lim, lim)
-        acc = self._kv_p * err_v + self._vel_i - self._dist
+        vi = self._vel_i
+        vi[0] = min(max(vi[0] + g.vel_i_xy * ex * dt, -lim), lim)
+        vi[1] = min(max(vi[1] + g.vel_i_xy * ey * dt, -lim), lim)
+        vi[2] = min(max(vi[2] + g.vel_i_z * ez * dt, -lim), lim)
+        ax = g.vel_p_xy * ex + vi[0] - dist[0]
+        ay = g.vel_p_xy * ey + vi[1] - dist[1]
+        az = g.vel_p_z * ez + vi[2] - dist[2]
         # 2. thrust vector, tilt-limited: the horizontal part may not exceed
         # tan(max_tilt) times the vertical part.
-        fz = max(acc[2] + GRAVITY_MPS2, 0.2 * GRAVITY_MPS2)
-        h = math.hypot(acc[0], acc[1])
+        fz = max(az + GRAVITY_MPS2, 0.2 * GRAVITY_MPS2)
+        h = math.hypot(ax, ay)
         h_max = fz * self._tan_tilt
         if h > h_max:
-            s = h_max / h
-            acc[0] *= s
-            acc[1] *= s
-        thrust_w = self._mass * np.array([acc[0], acc[1], fz])
-        collective_n = max(float(thrust_w @ R[:, 2]), 0.0)
+            ax *= h_max / h
+            ay *= h_max / h
+        m = self._mass
+        tx, ty, tz = m * ax, m * ay, m * fz  # N world, desired thrust vector
+        collective = max(tx * r02 + ty * r12 + tz * r22, 0.0)
 
         # 3. attitude: tilt the body z axis onto the thrust direction
         # (error axis e_z x d in body coordinates, d = desired z in body).
-        d = R.T @ (thrust_w / np.linalg.norm(thrust_w))
-        sin_tilt = math.hypot(d[0], d[1])
-        tilt = math.atan2(sin_tilt, d[2])
-        scale = tilt / sin_tilt if sin_tilt > 1e-9 else 1.0
+        n = math.sqrt(tx * tx + ty * ty + tz * tz)
+        d0 = (r00 * tx + r10 * ty + r20 * tz) / n
+        d1 = (r01 * tx + r11 * ty + r21 * tz) / n
+        d2 = (r02 * tx + r12 * ty + r22 * tz) / n
+        sin_tilt = math.hypot(d0, d1)
+        scale = math.atan2(sin_tilt, d2) / sin_tilt if sin_tilt > 1e-9 else 1.0
         rmax = g.max_rate_rp_radps
-        p_sp = min(max(-g.att_p_tilt * scale * d[1], -rmax), rmax)
-        q_sp = min(max(g.att_p_tilt * scale * d[0], -rmax), rmax)
+        p_sp = min(max(-g.att_p_tilt * scale * d1, -rmax), rmax)
+        q_sp = min(max(g.att_p_tilt * scale * d0, -rmax), rmax)
         # heading: integrate the commanded yaw rate, never leading by more than
         # max_heading_error_rad.
         self._yaw_sp = wrap_angle(self._yaw_sp + yaw_rate * dt)
@@ -242,32 +257,36 @@ class FlightController:
         if abs(e_yaw) > emax:
             e_yaw = math.copysign(emax, e_yaw)
             self._yaw_sp = wrap_angle(yaw + e_yaw)
-        r_sp = (yaw_rate + g.att_p_yaw * e_yaw) * R[2, 2]
-        rate_sp = np.array([p_sp, q_sp, r_sp])
+        r_sp = (yaw_rate + g.att_p_yaw * e_yaw) * r22
 
-        # 4. body-rate PI -> torque through the nominal inertia
-        w = state.ang_vel_body
-        err_w = rate_sp - w
+        # 4. body-rate PI -> torque through the nominal inertia (+ gyroscopic term)
+        epx, epy, epz = p_sp - wx, q_sp - wy, r_sp - wz
         ilim = g.rate_i_limit_radps2
-        self._rate_i = np.clip(self._rate_i + self._kr_i * err_w * dt, -ilim, ilim)
-        ang_acc = self._kr_p * err_w + self._rate_i
-        jw = self._inertia * w
-        torque = self._inertia * ang_acc + np.cross(w, jw)
+        ri = self._rate_i
+        ri[0] = min(max(ri[0] + g.rate_i_rp * epx * dt, -ilim), ilim)
+        ri[1] = min(max(ri[1] + g.rate_i_rp * epy * dt, -ilim), ilim)
+        ri[2] = min(max(ri[2] + g.rate_i_yaw * epz * dt, -ilim), ilim)
+        jx, jy, jz = self._jx, self._jy, self._jz
+        tau_x = jx * (g.rate_p_rp * epx + ri[0]) + (jz - jy) * wy * wz
+        tau_y = jy * (g.rate_p_rp * epy + ri[1]) + (jx - jz) * wz * wx
+        tau_z = jz * (g.rate_p_yaw * epz + ri[2]) + (jy - jx) * wx * wy
 
         # 5. mixing; if a motor leaves [0, f_max], scale the yaw torque down first.
-        f0 = self._mix_thrust_rp @ np.array([collective_n, torque[0], torque[1]])
-        fy = self._mix_yaw * torque[2]
-        f = f0 + fy
-        if f.min() < 0.0 or f.max() > self._f_max:
-            k = 1.0
-            for i in range(4):
-                if fy[i] > 1e-15:
-                    k = min(k, (self._f_max - f0[i]) / fy[i])
-                elif fy[i] < -1e-15:
-                    k = min(k, -f0[i] / fy[i])
-            f = f0 + max(k, 0.0) * fy
-        np.clip(f, 0.0, self._f_max, out=f)
-        # What the nominal model predicts this thrust will do vertically.
-        self._pred_acc = (float(f.sum()) / self._mass) * R[:, 2]
-        self._pred_acc[2] -= GRAVITY_MPS2
-        return np.sqrt(f / self._kf)
+        f_max = self._f_max
+        f0 = [r[0] * collective + r[1] * tau_x + r[2] * tau_y for r in self._mix]
+        fy = [r[3] * tau_z for r in self._mix]
+        f = [a + b for a, b in zip(f0, fy)]
+        if min(f) < 0.0 or max(f) > f_max:
+            k_yaw = 1.0
+            for a, b in zip(f0, fy):
+                if b > 1e-15:
+                    k_yaw = min(k_yaw, (f_max - a) / b)
+                elif b < -1e-15:
+                    k_yaw = min(k_yaw, -a / b)
+            k_yaw = max(k_yaw, 0.0)
+            f = [min(max(a + k_yaw * b, 0.0), f_max) for a, b in zip(f0, fy)]
+        # What the nominal model predicts this thrust will do (for the observer).
+        a_thr = sum(f) / m
+        self._pred_acc = [a_thr * r02, a_thr * r12, a_thr * r22 - GRAVITY_MPS2]
+        kf = self._kf
+        return np.array([math.sqrt(x / kf) for x in f])

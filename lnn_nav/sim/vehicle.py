@@ -325,20 +325,23 @@ class Quadrotor:
         )
 
     def _cache_params(self, prm: QuadrotorParams) -> None:
-        # Per-step constants as arrays so the hot path is a few numpy operations.
-        eff = np.asarray(prm.motor_efficiency)
-        self._thrust_gain = prm.kf * eff  # (4,) N/rpm^2
-        xy = prm.rotor_positions_body()[:, :2]
-        # body torque = M @ (rpm^2): roll = sum(y_i f_i), pitch = -sum(x_i f_i),
+        # Per-step constants as Python floats: the hot path handles 3- and
+        # 4-vectors, for which plain float arithmetic beats numpy calls.
+        eff = prm.motor_efficiency
+        self._thrust_gain = [prm.kf * e for e in eff]  # (4,) N/rpm^2
+        xy = prm.rotor_positions_body()[:, :2].tolist()
+        # body torque = rows @ (rpm^2): roll = sum(y_i f_i), pitch = -sum(x_i f_i),
         # yaw = -sum(spin_i km eff_i rpm_i^2)
-        self._torque_matrix = np.vstack([
-            xy[:, 1] * self._thrust_gain,
-            -xy[:, 0] * self._thrust_gain,
-            -ROTOR_SPIN * prm.km * eff,
-        ])  # (3, 4)
-        self._drag = np.asarray(prm.drag_coeff_body)
+        self._torque_rows = [
+            [y * kt for (x, y), kt in zip(xy, self._thrust_gain)],
+            [-x * kt for (x, y), kt in zip(xy, self._thrust_gain)],
+            [-s * prm.km * e for s, e in zip(ROTOR_SPIN.tolist(), eff)],
+        ]
+        self._drag = prm.drag_coeff_body
         self._tau = prm.motor_time_constant_s
         self._max_rpm = prm.max_rpm
+        self._lag_dt = -1.0  # dt for which _lag_alpha was computed
+        self._lag_alpha = 0.0
 
     # ---- public API ---------------------------------------------------------
     @property
@@ -400,7 +403,7 @@ class Quadrotor:
 
     def apply_motor_command(
         self,
-        rpm_cmd: np.ndarray,
+        rpm_cmd: np.ndarray | list[float],
         state: QuadState,
         dt_s: float,
         wind_w: np.ndarray | None = None,
@@ -413,20 +416,35 @@ class Quadrotor:
         `state` must be this step's `read_state()`; `wind_w` (3,) m/s world ENU
         is the air velocity that drag acts against (None: still air).
         """
-        cmd = np.clip(rpm_cmd, 0.0, self._max_rpm)
-        alpha = 1.0 - math.exp(-dt_s / self._tau)
-        rpm = self._motor_rpm + alpha * (cmd - self._motor_rpm)
-        self._motor_rpm = rpm
-        rpm_sq = rpm * rpm
-        R = state.R_wb
-        air_vel_w = state.vel_w if wind_w is None else state.vel_w - wind_w
-        force_b = -self._drag * (R.T @ air_vel_w)
-        force_b[2] += float(self._thrust_gain @ rpm_sq)
-        torque_b = self._torque_matrix @ rpm_sq
+        if dt_s != self._lag_dt:
+            self._lag_dt = dt_s
+            self._lag_alpha = 1.0 - math.exp(-dt_s / self._tau)
+        alpha, top = self._lag_alpha, self._max_rpm
+        cmd = rpm_cmd.tolist() if isinstance(rpm_cmd, np.ndarray) else [float(x) for x in rpm_cmd]
+        rpm = [r + alpha * (min(max(c, 0.0), top) - r) for r, c in zip(self._motor_rpm.tolist(), cmd)]
+        self._motor_rpm = np.array(rpm)
+        rpm_sq = [r * r for r in rpm]
+        (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = state.R_wb.tolist()
+        vx, vy, vz = state.vel_w.tolist()
+        if wind_w is not None:
+            wx, wy, wz = (float(x) for x in wind_w)
+            vx, vy, vz = vx - wx, vy - wy, vz - wz
+        cx, cy, cz = self._drag
+        # drag in body axes from the air-relative velocity (R^T v)
+        fbx = -cx * (r00 * vx + r10 * vy + r20 * vz)
+        fby = -cy * (r01 * vx + r11 * vy + r21 * vz)
+        fbz = -cz * (r02 * vx + r12 * vy + r22 * vz)
+        fbz += sum(k * w for k, w in zip(self._thrust_gain, rpm_sq))
+        tb = [sum(k * w for k, w in zip(row, rpm_sq)) for row in self._torque_rows]
+        force_w = [r00 * fbx + r01 * fby + r02 * fbz,
+                   r10 * fbx + r11 * fby + r12 * fbz,
+                   r20 * fbx + r21 * fby + r22 * fbz]
+        torque_w = [r00 * tb[0] + r01 * tb[1] + r02 * tb[2],
+                    r10 * tb[0] + r11 * tb[1] + r12 * tb[2],
+                    r20 * tb[0] + r21 * tb[1] + r22 * tb[2]]
         c = self.client
         # World-frame force at the centre of mass and world-frame torque: this
         # sidesteps PyBullet's LINK_FRAME torque handling for the base.
-        p.applyExternalForce(self.body_id, -1, (R @ force_b).tolist(), state.pos_w.tolist(),
-                             p.WORLD_FRAME, physicsClientId=c)
-        p.applyExternalTorque(self.body_id, -1, (R @ torque_b).tolist(), p.WORLD_FRAME,
-                              physicsClientId=c)
+        p.applyExternalForce(self.body_id, -1, force_w, state.pos_w.tolist(), p.WORLD_FRAME,
+                             physicsClientId=c)
+        p.applyExternalTorque(self.body_id, -1, torque_w, p.WORLD_FRAME, physicsClientId=c)
