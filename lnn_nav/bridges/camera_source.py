@@ -234,13 +234,17 @@ def _env_limits(env: Any) -> Any:
     from lnn_nav.command import CommandLimits
 
     limits = getattr(env.unwrapped, "limits", None)
-    if limits is None:
-        limits = getattr(env.unwrapped, "command_limits", None)
-    return limits if isinstance(limits, CommandLimits) else CommandLimits()
+    if not isinstance(limits, CommandLimits):
+        raise ValueError(
+            f"environment {env.spec.id if env.spec else env!r} has limits={limits!r}: "
+            "expected a CommandLimits to normalise commands with"
+        )
+    return limits
 
 
 def _env_control_dt(env: Any, info: dict[str, Any]) -> float:
-    for value in (info.get("dt"), getattr(env.unwrapped, "dt", None), getattr(env.unwrapped, "control_dt", None)):
+    u = env.unwrapped
+    for value in (getattr(u, "control_dt_s", None), info.get("dt"), getattr(u, "dt", None)):
         if value is not None:
             return float(value)
     rate = env.unwrapped.metadata.get("render_fps") or 30
