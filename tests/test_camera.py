@@ -13,8 +13,9 @@ RED = [1.0, 0.0, 0.0, 1.0]
 
 
 def add_box(client, half_extents, pos, rgba=RED):
-    vis = p.createVisualShape(p.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=rgba,
-                              physicsClientId=client)
+    vis = p.createVisualShape(
+        p.GEOM_BOX, halfExtents=list(half_extents), rgbaColor=rgba, physicsClientId=client
+    )
     return p.createMultiBody(0.0, -1, vis, list(pos), physicsClientId=client)
 
 
@@ -23,7 +24,9 @@ def red_mask(img):
 
 
 def rpy_matrix(roll, pitch, yaw):
-    return np.array(p.getMatrixFromQuaternion(p.getQuaternionFromEuler([roll, pitch, yaw]))).reshape(3, 3)
+    return np.array(
+        p.getMatrixFromQuaternion(p.getQuaternionFromEuler([roll, pitch, yaw]))
+    ).reshape(3, 3)
 
 
 def test_matrices_match_pybullet_helpers():
@@ -41,7 +44,9 @@ def test_matrices_match_pybullet_helpers():
 def test_tilt_and_mounting():
     cfg = CameraConfig(tilt_up_rad=-0.3, offset_body_m=(0.1, 0.0, 0.02))
     eye, R_wc = camera_pose(cfg, np.zeros(3), np.eye(3))
-    np.testing.assert_allclose(R_wc[:, 0], [math.cos(0.3), 0, -math.sin(0.3)], atol=1e-12)  # looks down
+    np.testing.assert_allclose(
+        R_wc[:, 0], [math.cos(0.3), 0, -math.sin(0.3)], atol=1e-12
+    )  # looks down
     np.testing.assert_allclose(eye, [0.1, 0.0, 0.02])
     assert np.allclose(R_wc.T @ R_wc, np.eye(3))
 
@@ -102,19 +107,23 @@ def test_camera_follows_heading_and_attitude():
 def test_own_body_never_in_view(tilt):
     """Rendering with the drone's visual body present equals rendering without it."""
     cam = CameraConfig(tilt_up_rad=tilt, width=80, height=60)
-    poses = [((0.0, 0.0, 1.0), (0.0, 0.0, 0.0)), ((0.5, -0.5, 0.3), (0.4, -0.5, 1.0)),
-             ((0.0, 0.0, 2.0), (-0.6, 0.6, -2.0))]
+    poses = [
+        ((0.0, 0.0, 1.0), (0.0, 0.0, 0.0)),
+        ((0.5, -0.5, 0.3), (0.4, -0.5, 1.0)),
+        ((0.0, 0.0, 2.0), (-0.6, 0.6, -2.0)),
+    ]
     images = {}
     for visual in (True, False):
         with QuadSim(QuadSimConfig(camera=cam, drone_visual=visual)) as sim:
             add_box(sim.client, (0.2, 0.2, 1.0), (3.0, 0.5, 1.0))
             imgs = []
             for pos, rpy in poses:
-                p.resetBasePositionAndOrientation(sim.quad.body_id, pos, p.getQuaternionFromEuler(rpy),
-                                                  physicsClientId=sim.client)
+                p.resetBasePositionAndOrientation(
+                    sim.quad.body_id, pos, p.getQuaternionFromEuler(rpy), physicsClientId=sim.client
+                )
                 imgs.append(sim.render())
             images[visual] = imgs
-    for with_body, without in zip(images[True], images[False]):
+    for with_body, without in zip(images[True], images[False], strict=True):
         np.testing.assert_array_equal(with_body, without)
 
 
@@ -136,7 +145,7 @@ def test_render_is_deterministic():
             add_box(sim.client, (0.2, 0.2, 1.0), (3.0, 0.3, 1.0), rgba=[0.2, 0.6, 0.9, 1])
             sim.reset((0.0, 0.0, 1.2), 0.1)
             frames = []
-            for i in range(10):
+            for _ in range(10):
                 sim.step(sim.controller.command._replace(forward=1.0, yaw_rate=0.3))
                 frames.append(sim.render())
             frames.append(sim.render())  # same pose twice
@@ -156,7 +165,9 @@ def test_background_and_lighting():
         sim.lighting = Lighting(color_rgb=(1.0, 0.3, 0.3))
         reddish = sim.render()
         g = reddish[-10:].astype(int)
-        assert (g[..., 0] - g[..., 1]).mean() > (plain[-10:, :, 0].astype(int) - plain[-10:, :, 1]).mean()
+        assert (g[..., 0] - g[..., 1]).mean() > (
+            plain[-10:, :, 0].astype(int) - plain[-10:, :, 1]
+        ).mean()
 
 
 def test_function_and_class_agree():
@@ -165,11 +176,15 @@ def test_function_and_class_agree():
         cfg = CameraConfig(width=48, height=32)
         R = rpy_matrix(0.1, -0.1, 0.2)
         pos = np.array([0.0, 0.0, 1.0])
-        np.testing.assert_array_equal(render(sim.client, cfg, pos, R), Camera(cfg).render(sim.client, pos, R))
+        np.testing.assert_array_equal(
+            render(sim.client, cfg, pos, R), Camera(cfg).render(sim.client, pos, R)
+        )
 
 
 def test_config_round_trip_and_validation():
-    cfg = CameraConfig(width=96, height=48, vfov_rad=0.8, tilt_up_rad=-0.2, offset_body_m=(0.08, 0.0, 0.01))
+    cfg = CameraConfig(
+        width=96, height=48, vfov_rad=0.8, tilt_up_rad=-0.2, offset_body_m=(0.08, 0.0, 0.01)
+    )
     assert CameraConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.hfov_rad == pytest.approx(2 * math.atan(2 * math.tan(0.4)))
     light = Lighting(direction_w=(0.0, 1.0, 1.0), ambient=0.4)

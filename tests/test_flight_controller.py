@@ -117,8 +117,12 @@ def test_non_finite_command_or_wind_raises(sim):
 
 @pytest.mark.parametrize(
     "perturbation",
-    [dict(mass_scale=1.2), dict(mass_scale=0.8), dict(weak_motor=3, weak_motor_efficiency=0.8),
-     dict(kf_scale=0.85, motor_time_constant_s=0.04)],
+    [
+        dict(mass_scale=1.2),
+        dict(mass_scale=0.8),
+        dict(weak_motor=3, weak_motor_efficiency=0.8),
+        dict(kf_scale=0.85, motor_time_constant_s=0.04),
+    ],
 )
 def test_dynamics_family_stays_controllable(sim, perturbation):
     """The controller keeps its nominal model; the observer and integrators absorb the change."""
@@ -151,9 +155,27 @@ def test_reset_clears_controller_state(sim):
     sim.reset((3.0, 3.0, 2.0), -2.0, sim.config.vehicle.perturbed(mass_scale=1.15))
     fly(sim, VelocityCommand(2.0, 2.0, -1.0, 2.0), 1.0, wind_w=(2.0, -1.0, 0.0))
     second = episode()
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a.pos_w, b.pos_w)
         np.testing.assert_array_equal(a.quat_wxyz, b.quat_wxyz)
+
+
+def test_episode_with_contacts_repeats_after_reset():
+    """Resetting after a crash leaves no trace: the same episode, ground
+    contact included, replays bit for bit."""
+
+    def episode(s):
+        s.reset((0.0, 0.0, 0.3), 0.0)
+        states = fly(s, VelocityCommand(0.5, 0.0, -0.6, 0.4), 1.5)
+        assert s.ground_id in s.contact_bodies()
+        return np.array([np.concatenate([st.pos_w, st.quat_wxyz, st.vel_w]) for st in states])
+
+    with QuadSim(QuadSimConfig(drone_visual=False)) as s:
+        first = episode(s)
+        s.reset((1.0, 1.0, 0.5), 1.0, s.config.vehicle.perturbed(mass_scale=1.2))
+        fly(s, VelocityCommand(2.0, -1.0, -1.0, 2.0), 1.0)  # crash elsewhere
+        second = episode(s)
+    np.testing.assert_array_equal(first, second)
 
 
 def test_gains_round_trip_and_validation():
@@ -201,14 +223,18 @@ def test_step_is_deterministic_and_reset_does_not_rebuild():
             assert p.getNumBodies(physicsClientId=s.client) == n_bodies
             assert s.quad.body_id == body
             st = s.state
-            runs.append(np.concatenate([st.pos_w, st.quat_wxyz, st.vel_w, st.ang_vel_body, st.motor_rpm]))
+            runs.append(
+                np.concatenate([st.pos_w, st.quat_wxyz, st.vel_w, st.ang_vel_body, st.motor_rpm])
+            )
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
 def test_contact_bodies_report_ground_and_obstacles():
     with QuadSim(QuadSimConfig(drone_visual=False)) as s:
         c = s.client
-        wall_col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.1, 2.0, 2.0], physicsClientId=c)
+        wall_col = p.createCollisionShape(
+            p.GEOM_BOX, halfExtents=[0.1, 2.0, 2.0], physicsClientId=c
+        )
         wall = p.createMultiBody(0.0, wall_col, -1, [1.0, 0.0, 2.0], physicsClientId=c)
         s.reset((0.0, 0.0, 1.0), 0.0)
         s.step(VelocityCommand.hover())

@@ -69,8 +69,13 @@ def test_params_round_trip_and_validation():
 
 def test_perturbation_helper():
     base = QuadrotorParams()
-    prm = base.perturbed(mass_scale=1.2, kf_scale=0.9, motor_time_constant_s=0.05,
-                         weak_motor=1, weak_motor_efficiency=0.75)
+    prm = base.perturbed(
+        mass_scale=1.2,
+        kf_scale=0.9,
+        motor_time_constant_s=0.05,
+        weak_motor=1,
+        weak_motor_efficiency=0.75,
+    )
     assert prm.mass_kg == pytest.approx(1.2 * base.mass_kg)
     assert (prm.kf, prm.km) == (pytest.approx(0.9 * base.kf), pytest.approx(0.9 * base.km))
     assert prm.motor_time_constant_s == 0.05
@@ -173,7 +178,9 @@ def test_linear_drag_against_the_air(world):
     wind = np.array([3.0, 0.0, 0.0])
     states = fly_open_loop(quad, world, np.full(4, quad.params.hover_rpm), 1, wind_w=wind)
     acc = states[0].vel_w / DT
-    assert acc[0] == pytest.approx(quad.params.drag_coeff_body[0] * 3.0 / quad.params.mass_kg, rel=1e-6)
+    assert acc[0] == pytest.approx(
+        quad.params.drag_coeff_body[0] * 3.0 / quad.params.mass_kg, rel=1e-6
+    )
     assert abs(acc[1]) < 1e-9
 
 

@@ -22,12 +22,20 @@ import numpy as np
 import pybullet as p
 
 
-def _check_vector(owner: str, name: str, value: Any, n: int, lo: float | None = None,
-                  hi: float | None = None) -> None:
-    ok = isinstance(value, tuple) and len(value) == n and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        and (lo is None or v >= lo) and (hi is None or v <= hi)
-        for v in value
+def _check_vector(
+    owner: str, name: str, value: Any, n: int, lo: float | None = None, hi: float | None = None
+) -> None:
+    ok = (
+        isinstance(value, tuple)
+        and len(value) == n
+        and all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (lo is None or v >= lo)
+            and (hi is None or v <= hi)
+            for v in value
+        )
     )
     if not ok:
         rng = "" if lo is None else f" in [{lo}, {hi}]"
@@ -60,16 +68,31 @@ class CameraConfig:
         for name in ("width", "height"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096):
-                raise ValueError(f"CameraConfig.{name}={v!r}: expected an integer number of pixels in [1, 4096]")
+                raise ValueError(
+                    f"CameraConfig.{name}={v!r}: expected an integer number of pixels in [1, 4096]"
+                )
         if not (isinstance(self.vfov_rad, (int, float)) and 0 < self.vfov_rad < math.pi):
-            raise ValueError(f"CameraConfig.vfov_rad={self.vfov_rad!r}: expected an angle in (0, pi) rad")
+            raise ValueError(
+                f"CameraConfig.vfov_rad={self.vfov_rad!r}: expected an angle in (0, pi) rad"
+            )
         if not (isinstance(self.tilt_up_rad, (int, float)) and abs(self.tilt_up_rad) < math.pi / 2):
-            raise ValueError(f"CameraConfig.tilt_up_rad={self.tilt_up_rad!r}: expected an angle in (-pi/2, pi/2) rad")
+            raise ValueError(
+                f"CameraConfig.tilt_up_rad={self.tilt_up_rad!r}: "
+                "expected an angle in (-pi/2, pi/2) rad"
+            )
         _check_vector("CameraConfig", "offset_body_m", self.offset_body_m, 3)
-        if not (isinstance(self.near_m, (int, float)) and math.isfinite(self.near_m) and self.near_m > 0):
+        if not (
+            isinstance(self.near_m, (int, float)) and math.isfinite(self.near_m) and self.near_m > 0
+        ):
             raise ValueError(f"CameraConfig.near_m={self.near_m!r}: expected a distance > 0 m")
-        if not (isinstance(self.far_m, (int, float)) and math.isfinite(self.far_m) and self.far_m > self.near_m):
-            raise ValueError(f"CameraConfig.far_m={self.far_m!r}: expected a distance > near_m={self.near_m} m")
+        if not (
+            isinstance(self.far_m, (int, float))
+            and math.isfinite(self.far_m)
+            and self.far_m > self.near_m
+        ):
+            raise ValueError(
+                f"CameraConfig.far_m={self.far_m!r}: expected a distance > near_m={self.near_m} m"
+            )
         if not isinstance(self.shadows, bool):
             raise ValueError(f"CameraConfig.shadows={self.shadows!r}: expected true or false")
 
@@ -97,12 +120,14 @@ class CameraConfig:
         """16 floats, column-major OpenGL perspective projection."""
         f = 1.0 / math.tan(0.5 * self.vfov_rad)
         n, fa = self.near_m, self.far_m
-        P = np.array([
-            [f / self.aspect, 0.0, 0.0, 0.0],
-            [0.0, f, 0.0, 0.0],
-            [0.0, 0.0, (fa + n) / (n - fa), 2.0 * fa * n / (n - fa)],
-            [0.0, 0.0, -1.0, 0.0],
-        ])
+        P = np.array(
+            [
+                [f / self.aspect, 0.0, 0.0, 0.0],
+                [0.0, f, 0.0, 0.0],
+                [0.0, 0.0, (fa + n) / (n - fa), 2.0 * fa * n / (n - fa)],
+                [0.0, 0.0, -1.0, 0.0],
+            ]
+        )
         return P.T.reshape(-1).tolist()
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +140,9 @@ class CameraConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown CameraConfig keys {sorted(unknown)}; expected some of {sorted(names)}")
+            raise ValueError(
+                f"unknown CameraConfig keys {sorted(unknown)}; expected some of {sorted(names)}"
+            )
         kw = dict(d)
         if "offset_body_m" in kw and isinstance(kw["offset_body_m"], list):
             kw["offset_body_m"] = tuple(kw["offset_body_m"])
@@ -140,7 +167,9 @@ class Lighting:
     def __post_init__(self) -> None:
         _check_vector("Lighting", "direction_w", self.direction_w, 3)
         if math.hypot(*self.direction_w) == 0.0:
-            raise ValueError(f"Lighting.direction_w={self.direction_w!r}: expected a non-zero vector")
+            raise ValueError(
+                f"Lighting.direction_w={self.direction_w!r}: expected a non-zero vector"
+            )
         _check_vector("Lighting", "color_rgb", self.color_rgb, 3, 0.0, 1.0)
         for name in ("ambient", "diffuse", "specular"):
             v = getattr(self, name)
@@ -155,11 +184,15 @@ class Lighting:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown Lighting keys {sorted(unknown)}; expected some of {sorted(names)}")
+            raise ValueError(
+                f"unknown Lighting keys {sorted(unknown)}; expected some of {sorted(names)}"
+            )
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
-def camera_pose(config: CameraConfig, pos_w: np.ndarray, R_wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def camera_pose(
+    config: CameraConfig, pos_w: np.ndarray, R_wb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Camera centre (3,) m world ENU and camera-to-world rotation (3, 3) with
     columns (optical axis, image left, image up) in world ENU."""
     t = config.tilt_up_rad
@@ -246,5 +279,12 @@ class Camera:
         background_rgb: tuple[int, int, int] | None = None,
     ) -> np.ndarray:
         """uint8 (height, width, 3): see `render`."""
-        return render(client, self.config, pos_w, R_wb, lighting=lighting,
-                      background_rgb=background_rgb, _projection=self._projection)
+        return render(
+            client,
+            self.config,
+            pos_w,
+            R_wb,
+            lighting=lighting,
+            background_rgb=background_rgb,
+            _projection=self._projection,
+        )

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from lnn_nav.command import CommandLimits, VelocityCommand
-from lnn_nav.sim.vehicle import GRAVITY_MPS2, ROTOR_DIRECTIONS_BODY, ROTOR_SPIN, QuadrotorParams, QuadState
+from lnn_nav.sim.vehicle import (
+    GRAVITY_MPS2,
+    ROTOR_DIRECTIONS_BODY,
+    ROTOR_SPIN,
+    QuadrotorParams,
+    QuadState,
+)
 
 
 @dataclass(frozen=True)
@@ -82,16 +88,34 @@ class FlightControllerGains:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"FlightControllerGains.{f.name}={v!r}: expected a finite number >= 0")
+            if not (
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v >= 0
+            ):
+                raise ValueError(
+                    f"FlightControllerGains.{f.name}={v!r}: expected a finite number >= 0"
+                )
         if not 0 < self.max_tilt_rad < math.pi / 2:
             raise ValueError(
-                f"FlightControllerGains.max_tilt_rad={self.max_tilt_rad!r}: expected a number in (0, pi/2)"
+                f"FlightControllerGains.max_tilt_rad={self.max_tilt_rad!r}: "
+                "expected a number in (0, pi/2)"
             )
-        for name in ("vel_p_xy", "vel_p_z", "att_p_tilt", "att_p_yaw", "rate_p_rp", "rate_p_yaw",
-                     "max_heading_error_rad", "max_rate_rp_radps"):
+        for name in (
+            "vel_p_xy",
+            "vel_p_z",
+            "att_p_tilt",
+            "att_p_yaw",
+            "rate_p_rp",
+            "rate_p_yaw",
+            "max_heading_error_rad",
+            "max_rate_rp_radps",
+        ):
             if getattr(self, name) <= 0:
-                raise ValueError(f"FlightControllerGains.{name}={getattr(self, name)!r}: expected > 0")
+                raise ValueError(
+                    f"FlightControllerGains.{name}={getattr(self, name)!r}: expected > 0"
+                )
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -101,7 +125,10 @@ class FlightControllerGains:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown FlightControllerGains keys {sorted(unknown)}; expected some of {sorted(names)}")
+            raise ValueError(
+                f"unknown FlightControllerGains keys {sorted(unknown)}; "
+                f"expected some of {sorted(names)}"
+            )
         return cls(**{k: float(v) for k, v in d.items()})
 
 
@@ -146,7 +173,9 @@ class FlightController:
         self._mix: list[list[float]] = np.linalg.inv(alloc).tolist()  # rows: motors
         self._tan_tilt = math.tan(g.max_tilt_rad)
         self._k_obs = (
-            dt_s / (g.accel_observer_time_constant_s + dt_s) if g.accel_observer_time_constant_s > 0 else 0.0
+            dt_s / (g.accel_observer_time_constant_s + dt_s)
+            if g.accel_observer_time_constant_s > 0
+            else 0.0
         )
         self._command = VelocityCommand.hover()
         self._vel_i = [0.0, 0.0, 0.0]  # m/s^2 world, velocity integral term
@@ -189,7 +218,9 @@ class FlightController:
         if not isinstance(cmd, VelocityCommand):
             cmd = VelocityCommand.from_array(cmd)
         if not cmd.is_finite():
-            raise ValueError(f"command {cmd!r} has a non-finite value; expected finite m/s and rad/s")
+            raise ValueError(
+                f"command {cmd!r} has a non-finite value; expected finite m/s and rad/s"
+            )
         self._command = self.limits.clip(cmd)
 
     def update(self, state: QuadState) -> np.ndarray:

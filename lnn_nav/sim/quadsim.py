@@ -68,20 +68,30 @@ class QuadSimConfig:
                 raise ValueError(f"QuadSimConfig.{name}={v!r}: expected an integer >= 1")
         if self.physics_hz % self.control_hz != 0:
             raise ValueError(
-                f"QuadSimConfig: control_hz={self.control_hz} must divide physics_hz={self.physics_hz}"
+                f"QuadSimConfig: control_hz={self.control_hz} "
+                f"must divide physics_hz={self.physics_hz}"
             )
         g = self.ground_half_size_m
         if not (isinstance(g, (int, float)) and math.isfinite(g) and g > 0):
-            raise ValueError(f"QuadSimConfig.ground_half_size_m={g!r}: expected a finite number > 0")
+            raise ValueError(
+                f"QuadSimConfig.ground_half_size_m={g!r}: expected a finite number > 0"
+            )
         rgba = self.ground_rgba
-        if not (isinstance(rgba, tuple) and len(rgba) == 4
-                and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rgba)):
+        if not (
+            isinstance(rgba, tuple)
+            and len(rgba) == 4
+            and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in rgba)
+        ):
             raise ValueError(f"QuadSimConfig.ground_rgba={rgba!r}: expected 4 numbers in [0, 1]")
         if not isinstance(self.drone_visual, bool):
-            raise ValueError(f"QuadSimConfig.drone_visual={self.drone_visual!r}: expected true or false")
+            raise ValueError(
+                f"QuadSimConfig.drone_visual={self.drone_visual!r}: expected true or false"
+            )
         for name, cls in _NESTED.items():
             if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"QuadSimConfig.{name}={getattr(self, name)!r}: expected a {cls.__name__}")
+                raise ValueError(
+                    f"QuadSimConfig.{name}={getattr(self, name)!r}: expected a {cls.__name__}"
+                )
 
     @property
     def substeps(self) -> int:
@@ -113,7 +123,9 @@ class QuadSimConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown QuadSimConfig keys {sorted(unknown)}; expected some of {sorted(names)}")
+            raise ValueError(
+                f"unknown QuadSimConfig keys {sorted(unknown)}; expected some of {sorted(names)}"
+            )
         kw: dict[str, Any] = {}
         for k, v in d.items():
             if k in _NESTED:
@@ -151,7 +163,9 @@ class QuadSim:
         )
         self.ground_id = self._build_ground()
         self.quad = Quadrotor(c, cfg.vehicle, visual=cfg.drone_visual)
-        self.controller = FlightController(cfg.vehicle, cfg.gains, cfg.limits, dt_s=cfg.physics_dt_s)
+        self.controller = FlightController(
+            cfg.vehicle, cfg.gains, cfg.limits, dt_s=cfg.physics_dt_s
+        )
         self.camera = Camera(cfg.camera)
         self.lighting: Lighting | None = None
         self.background_rgb: tuple[int, int, int] | None = None
@@ -169,8 +183,11 @@ class QuadSim:
         # A thin box whose top face is the plane z = 0: the renderer draws it
         # with ordinary lighting, and scenes can recolour or texture it.
         vis = p.createVisualShape(
-            p.GEOM_BOX, halfExtents=[h, h, 0.005], visualFramePosition=[0, 0, -0.005],
-            rgbaColor=list(self.config.ground_rgba), physicsClientId=c,
+            p.GEOM_BOX,
+            halfExtents=[h, h, 0.005],
+            visualFramePosition=[0, 0, -0.005],
+            rgbaColor=list(self.config.ground_rgba),
+            physicsClientId=c,
         )
         return p.createMultiBody(0.0, col, vis, [0, 0, 0], physicsClientId=c)
 
@@ -189,15 +206,20 @@ class QuadSim:
         episode's physical parameters (None: the nominal `config.vehicle`);
         the controller keeps the nominal ones. Returns the new state."""
         self._check_open()
-        self.quad.reset(pos_w, yaw, vel_w=vel_w,
-                        params=params if params is not None else self.config.vehicle)
+        self.quad.reset(
+            pos_w, yaw, vel_w=vel_w, params=params if params is not None else self.config.vehicle
+        )
         state = self.quad.read_state()
         self.controller.reset(state)
         self._contacts = set()
         self._time_s = 0.0
         return state
 
-    def step(self, cmd: VelocityCommand, wind_w: np.ndarray | tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+    def step(
+        self,
+        cmd: VelocityCommand,
+        wind_w: np.ndarray | tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> None:
         """Track `cmd` (body FLU, see `FlightController`) for one control period
         in wind `wind_w` (3,) m/s world ENU (the air velocity, held over the
         period). Raises ValueError for a non-finite command or wind."""
@@ -239,8 +261,13 @@ class QuadSim:
         self._check_open()
         pos, q = p.getBasePositionAndOrientation(self.quad.body_id, physicsClientId=self.client)
         R = np.array(p.getMatrixFromQuaternion(q)).reshape(3, 3)
-        return self.camera.render(self.client, np.array(pos), R, lighting=self.lighting,
-                                  background_rgb=self.background_rgb)
+        return self.camera.render(
+            self.client,
+            np.array(pos),
+            R,
+            lighting=self.lighting,
+            background_rgb=self.background_rgb,
+        )
 
     def contact_bodies(self) -> frozenset[int]:
         """Ids of the bodies the vehicle touched during the last `step` (the

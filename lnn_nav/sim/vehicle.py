@@ -93,19 +93,36 @@ class QuadrotorParams:
 
     def __post_init__(self) -> None:
         owner = "QuadrotorParams"
-        for name in ("mass_kg", "arm_m", "kf", "km", "max_rpm", "motor_time_constant_s",
-                     "prop_radius_m", "body_height_m"):
+        for name in (
+            "mass_kg",
+            "arm_m",
+            "kf",
+            "km",
+            "max_rpm",
+            "motor_time_constant_s",
+            "prop_radius_m",
+            "body_height_m",
+        ):
             _finite_positive(owner, name, getattr(self, name))
-        for name, n, allow_zero in (("inertia_kgm2", 3, False), ("drag_coeff_body", 3, True),
-                                    ("motor_efficiency", 4, False)):
+        for name, n, allow_zero in (
+            ("inertia_kgm2", 3, False),
+            ("drag_coeff_body", 3, True),
+            ("motor_efficiency", 4, False),
+        ):
             value = getattr(self, name)
             if not (isinstance(value, tuple) and len(value) == n):
                 raise ValueError(f"{owner}.{name}={value!r}: expected a tuple of {n} numbers")
             for v in value:
-                ok = isinstance(v, (int, float)) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+                ok = (
+                    isinstance(v, (int, float))
+                    and math.isfinite(v)
+                    and (v >= 0 if allow_zero else v > 0)
+                )
                 if not ok:
                     bound = ">= 0" if allow_zero else "> 0"
-                    raise ValueError(f"{owner}.{name}={value!r}: every entry must be finite and {bound}")
+                    raise ValueError(
+                        f"{owner}.{name}={value!r}: every entry must be finite and {bound}"
+                    )
         if max(self.motor_efficiency) > 1.0:
             raise ValueError(
                 f"{owner}.motor_efficiency={self.motor_efficiency!r}: entries must be in (0, 1]"
@@ -157,7 +174,9 @@ class QuadrotorParams:
     def same_geometry(self, other: QuadrotorParams) -> bool:
         """True if `other` has the same collision shape (so the body can be reused)."""
         return (self.arm_m, self.prop_radius_m, self.body_height_m) == (
-            other.arm_m, other.prop_radius_m, other.body_height_m
+            other.arm_m,
+            other.prop_radius_m,
+            other.body_height_m,
         )
 
     # ---- dynamics family --------------------------------------------------
@@ -195,7 +214,9 @@ class QuadrotorParams:
             kf=self.kf * kf_scale,
             km=self.km * kf_scale,
             motor_time_constant_s=(
-                self.motor_time_constant_s if motor_time_constant_s is None else motor_time_constant_s
+                self.motor_time_constant_s
+                if motor_time_constant_s is None
+                else motor_time_constant_s
             ),
             motor_efficiency=tuple(float(e) for e in eff),
         )
@@ -213,7 +234,9 @@ class QuadrotorParams:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown QuadrotorParams keys {sorted(unknown)}; expected some of {sorted(names)}")
+            raise ValueError(
+                f"unknown QuadrotorParams keys {sorted(unknown)}; expected some of {sorted(names)}"
+            )
         kw: dict[str, Any] = {}
         for k, v in d.items():
             if isinstance(v, (list, tuple)):
@@ -278,7 +301,9 @@ class Quadrotor:
     switched off because drag is modelled here.
     """
 
-    def __init__(self, client: int, params: QuadrotorParams | None = None, *, visual: bool = True) -> None:
+    def __init__(
+        self, client: int, params: QuadrotorParams | None = None, *, visual: bool = True
+    ) -> None:
         self.client = int(client)
         self.visual = bool(visual)
         self._params = params if params is not None else QuadrotorParams()
@@ -305,23 +330,42 @@ class Quadrotor:
             pos = [[0, 0, 0], [0, 0, 0], [0, 0, 0]] + [
                 [float(x), float(y), 0.008] for x, y, _ in prm.rotor_positions_body()
             ]
-            orn = [[0, 0, 0, 1]] + [list(yaw_to_quat_xyzw(a)) for a in yaw_diag] + [[0, 0, 0, 1]] * 4
-            colours = [[0.15, 0.15, 0.15, 1]] * 3 + [[0.8, 0.1, 0.1, 1], [0.2, 0.2, 0.2, 1],
-                                                      [0.2, 0.2, 0.2, 1], [0.8, 0.1, 0.1, 1]]
+            orn = (
+                [[0, 0, 0, 1]] + [list(yaw_to_quat_xyzw(a)) for a in yaw_diag] + [[0, 0, 0, 1]] * 4
+            )
+            colours = [[0.15, 0.15, 0.15, 1]] * 3 + [
+                [0.8, 0.1, 0.1, 1],
+                [0.2, 0.2, 0.2, 1],
+                [0.2, 0.2, 0.2, 1],
+                [0.8, 0.1, 0.1, 1],
+            ]
             vis = p.createVisualShapeArray(
-                shapeTypes=shapes, halfExtents=half, radii=radii, lengths=lengths,
-                visualFramePositions=pos, visualFrameOrientations=orn, rgbaColors=colours,
+                shapeTypes=shapes,
+                halfExtents=half,
+                radii=radii,
+                lengths=lengths,
+                visualFramePositions=pos,
+                visualFrameOrientations=orn,
+                rgbaColors=colours,
                 physicsClientId=c,
             )
         return p.createMultiBody(
-            baseMass=prm.mass_kg, baseCollisionShapeIndex=col, baseVisualShapeIndex=vis,
-            basePosition=[0, 0, 1], physicsClientId=c,
+            baseMass=prm.mass_kg,
+            baseCollisionShapeIndex=col,
+            baseVisualShapeIndex=vis,
+            basePosition=[0, 0, 1],
+            physicsClientId=c,
         )
 
     def _set_dynamics(self, prm: QuadrotorParams) -> None:
         p.changeDynamics(
-            self.body_id, -1, mass=prm.mass_kg, localInertiaDiagonal=list(prm.inertia_kgm2),
-            linearDamping=0.0, angularDamping=0.0, physicsClientId=self.client,
+            self.body_id,
+            -1,
+            mass=prm.mass_kg,
+            localInertiaDiagonal=list(prm.inertia_kgm2),
+            linearDamping=0.0,
+            angularDamping=0.0,
+            physicsClientId=self.client,
         )
 
     def _cache_params(self, prm: QuadrotorParams) -> None:
@@ -383,7 +427,9 @@ class Quadrotor:
         p.resetBasePositionAndOrientation(
             self.body_id, pos.tolist(), yaw_to_quat_xyzw(yaw_rad), physicsClientId=self.client
         )
-        p.resetBaseVelocity(self.body_id, vel.tolist(), [0.0, 0.0, 0.0], physicsClientId=self.client)
+        p.resetBaseVelocity(
+            self.body_id, vel.tolist(), [0.0, 0.0, 0.0], physicsClientId=self.client
+        )
         self._motor_rpm = np.full(4, self._params.hover_rpm)
 
     def read_state(self) -> QuadState:
@@ -421,7 +467,9 @@ class Quadrotor:
             self._lag_alpha = 1.0 - math.exp(-dt_s / self._tau)
         alpha, top = self._lag_alpha, self._max_rpm
         cmd = rpm_cmd.tolist() if isinstance(rpm_cmd, np.ndarray) else [float(x) for x in rpm_cmd]
-        rpm = [r + alpha * (min(max(c, 0.0), top) - r) for r, c in zip(self._motor_rpm.tolist(), cmd)]
+        rpm = [
+            r + alpha * (min(max(c, 0.0), top) - r) for r, c in zip(self._motor_rpm.tolist(), cmd)
+        ]
         self._motor_rpm = np.array(rpm)
         rpm_sq = [r * r for r in rpm]
         (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = state.R_wb.tolist()
@@ -436,15 +484,20 @@ class Quadrotor:
         fbz = -cz * (r02 * vx + r12 * vy + r22 * vz)
         fbz += sum(k * w for k, w in zip(self._thrust_gain, rpm_sq))
         tb = [sum(k * w for k, w in zip(row, rpm_sq)) for row in self._torque_rows]
-        force_w = [r00 * fbx + r01 * fby + r02 * fbz,
-                   r10 * fbx + r11 * fby + r12 * fbz,
-                   r20 * fbx + r21 * fby + r22 * fbz]
-        torque_w = [r00 * tb[0] + r01 * tb[1] + r02 * tb[2],
-                    r10 * tb[0] + r11 * tb[1] + r12 * tb[2],
-                    r20 * tb[0] + r21 * tb[1] + r22 * tb[2]]
+        force_w = [
+            r00 * fbx + r01 * fby + r02 * fbz,
+            r10 * fbx + r11 * fby + r12 * fbz,
+            r20 * fbx + r21 * fby + r22 * fbz,
+        ]
+        torque_w = [
+            r00 * tb[0] + r01 * tb[1] + r02 * tb[2],
+            r10 * tb[0] + r11 * tb[1] + r12 * tb[2],
+            r20 * tb[0] + r21 * tb[1] + r22 * tb[2],
+        ]
         c = self.client
         # World-frame force at the centre of mass and world-frame torque: this
         # sidesteps PyBullet's LINK_FRAME torque handling for the base.
-        p.applyExternalForce(self.body_id, -1, force_w, state.pos_w.tolist(), p.WORLD_FRAME,
-                             physicsClientId=c)
+        p.applyExternalForce(
+            self.body_id, -1, force_w, state.pos_w.tolist(), p.WORLD_FRAME, physicsClientId=c
+        )
         p.applyExternalTorque(self.body_id, -1, torque_w, p.WORLD_FRAME, physicsClientId=c)
