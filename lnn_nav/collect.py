@@ -1,0 +1,210 @@
+"""Expert demonstrations on disk (`lnn-nav collect`).
+
+`collect(family, split, episodes, out_dir, ...)` flies the privileged expert on
+the given scenes of a split, optionally with DART noise on the executed command,
+in parallel worker processes (each with its own environment), and writes one
+episode file per scene plus a manifest, in the format of `lnn_nav.data`.
+
+Resuming: episode files are written atomically (temporary file, then rename),
+so after a kill the directory holds complete episodes and, at worst, hidden
+temporaries. Running the same collection again removes the temporaries, skips
+the scenes whose episode file exists, flies the rest, and rewrites the manifest
+from the files present: no duplicates, no partial files. A directory collected
+with other settings (family, split, task, noise, expert) is refused, so one
+dataset never mixes two kinds of data.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lnn_nav.data import (
+    MANIFEST,
+    episode_filename,
+    episodes_on_disk,
+    read_manifest,
+    remove_partial_files,
+    save_episode,
+    write_manifest,
+)
+from lnn_nav.expert import TASKS, ExpertConfig, Task
+from lnn_nav.rollout import NoiseConfig, expert_for_env, make_env, run_episode
+
+
+@dataclass(frozen=True)
+class CollectSummary:
+    """What a `collect` call did."""
+
+    out_dir: Path
+    requested: int
+    """scenes asked for."""
+    skipped: int
+    """scenes already on disk (resumed)."""
+    collected: int
+    """scenes flown by this call."""
+    removed_partial: int
+    """temporary files of a killed earlier run, removed."""
+    terminations: dict[str, int] = field(default_factory=dict)
+    """termination counts of the episodes flown by this call."""
+    steps: int = 0
+    """frames recorded by this call."""
+
+
+def _episode_seeds(episodes: int | Sequence[int]) -> list[int]:
+    if isinstance(episodes, bool):
+        raise ValueError(f"episodes={episodes!r}: expected a count > 0 or a list of scene indices")
+    if isinstance(episodes, int):
+        if episodes <= 0:
+            raise ValueError(f"episodes={episodes}: expected a count > 0")
+        return list(range(episodes))
+    seeds = list(episodes)
+    if not seeds:
+        raise ValueError("episodes=[]: expected at least one scene index")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"scene index {s!r} in episodes: expected integers >= 0")
+    if len(set(seeds)) != len(seeds):
+        dup = sorted(s for s, n in Counter(seeds).items() if n > 1)
+        raise ValueError(f"episodes lists scene indices more than once: {dup}")
+    return seeds
+
+
+# Worker processes keep one environment and one expert each, made once.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(task: Task, family: str, split: str, expert_cfg: dict[str, Any]) -> None:
+    # one BLAS/torch thread per worker: the workers themselves are the parallelism
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    env = make_env(task, family, split)
+    _WORKER["env"] = env
+    _WORKER["expert"] = expert_for_env(env, ExpertConfig.from_dict(expert_cfg))
+
+
+def _worker_run(job: tuple[int, dict[str, Any], str]) -> tuple[int, str, int]:
+    seed, noise_dict, out_dir = job
+    noise = NoiseConfig.from_dict(noise_dict)
+    ep = run_episode(_WORKER["env"], seed, _WORKER["expert"], noise=noise)
+    save_episode(Path(out_dir), ep)
+    return seed, ep.termination, len(ep)
+
+
+def _worker_close() -> None:
+    env = _WORKER.pop("env", None)
+    if env is not None:
+        env.close()
+    _WORKER.clear()
+
+
+def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
+    if not (out_dir / MANIFEST).is_file():
+        return
+    old = read_manifest(out_dir).get("produced_by", {})
+    if not isinstance(old, dict):
+        return
+    keys = ("task", "family", "split", "noise", "expert")
+    diff = [k for k in keys if k in old and old[k] != produced_by[k]]
+    if diff:
+        detail = "; ".join(f"{k}: on disk {old[k]!r}, now {produced_by[k]!r}" for k in diff)
+        raise ValueError(
+            f"{out_dir} holds a collection with other settings ({detail}); "
+            "use another --out directory"
+        )
+
+
+def collect(
+    family: str,
+    split: str,
+    episodes: int | Sequence[int],
+    out_dir: str | Path,
+    *,
+    noise: float | NoiseConfig = 0.0,
+    workers: int = 1,
+    task: Task = "fly",
+    expert_config: ExpertConfig | None = None,
+    progress: bool = True,
+) -> CollectSummary:
+    """Fly the expert on scenes of (family, split) and write the episodes to out_dir.
+
+    episodes: a count n (scene indices 0..n-1 of the split) or a list of indices.
+    noise: DART noise std as a fraction of the command limits, or a NoiseConfig.
+    workers: processes, each with its own environment (1 = in this process).
+    task: "fly" (FlyToTarget) or "follow" (FollowTarget).
+    Returns a summary; the manifest is rewritten even when interrupted.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}: expected one of {TASKS}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r}: expected an integer >= 1")
+    noise_cfg = noise if isinstance(noise, NoiseConfig) else NoiseConfig(std=float(noise))
+    expert_cfg = expert_config or ExpertConfig()
+    seeds = _episode_seeds(episodes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    produced_by = {
+        "tool": "lnn-nav collect",
+        "task": task,
+        "family": str(family),
+        "split": str(split),
+        "noise": noise_cfg.to_dict(),
+        "expert": expert_cfg.to_dict(),
+    }
+    _check_same_settings(out, produced_by)
+    removed = remove_partial_files(out)
+    present = {p.name for p in episodes_on_disk(out)}
+    todo = [s for s in seeds if episode_filename(split, s) not in present]
+    terminations: Counter[str] = Counter()
+    steps = 0
+    done = 0
+    try:
+        for seed, termination, n in _run_jobs(task, family, split, todo, noise_cfg, expert_cfg,
+                                              out, workers, progress):
+            terminations[termination] += 1
+            steps += n
+            done += 1
+    finally:
+        write_manifest(out, produced_by)
+    return CollectSummary(out, len(seeds), len(seeds) - len(todo), done, removed,
+                          dict(terminations), steps)
+
+
+def _run_jobs(task: Task, family: str, split: str, seeds: list[int], noise: NoiseConfig,
+              expert_cfg: ExpertConfig, out: Path, workers: int,
+              progress: bool) -> Iterator[tuple[int, str, int]]:
+    from tqdm import tqdm
+
+    jobs = [(s, noise.to_dict(), str(out)) for s in seeds]
+    bar = tqdm(total=len(jobs), desc=f"collect {family}/{split}", unit="ep", disable=not progress)
+    counts: Counter[str] = Counter()
+    try:
+        if not jobs:
+            return
+        if workers == 1:
+            _worker_init(task, str(family), split, expert_cfg.to_dict())
+            try:
+                for job in jobs:
+                    result = _worker_run(job)
+                    counts[result[1]] += 1
+                    bar.set_postfix(counts, refresh=False)
+                    bar.update()
+                    yield result
+            finally:
+                _worker_close()
+            return
+        # spawn, not fork: PyBullet and torch state must not be copied into children
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init,
+                      initargs=(task, str(family), split, expert_cfg.to_dict())) as pool:
+            for result in pool.imap_unordered(_worker_run, jobs):
+                counts[result[1]] += 1
+                bar.set_postfix(counts, refresh=False)
+                bar.update()
+                yield result
+    finally:
+        bar.close()
