@@ -206,7 +206,7 @@ def test_other_control_rate_still_tracks():
         s.reset((0.0, 0.0, 1.0), 0.0)
         for _ in range(120):
             s.step(VelocityCommand(1.0, 0.0, 0.0, 0.0))
-        assert s.time_s == pytest.approx(2.0)
+        assert s.steps == 120 and s.time_s == pytest.approx(2.0)
         assert heading_velocity(s.state)[0] == pytest.approx(1.0, abs=0.05)
 
 

@@ -172,7 +172,7 @@ class QuadSim:
         self._substeps = cfg.substeps
         self._dt = cfg.physics_dt_s
         self._contacts: set[int] = set()
-        self._time_s = 0.0
+        self._steps = 0  # control periods since the last reset
         self._closed = False
         self.reset((0.0, 0.0, 1.0), 0.0)
 
@@ -212,7 +212,7 @@ class QuadSim:
         state = self.quad.read_state()
         self.controller.reset(state)
         self._contacts = set()
-        self._time_s = 0.0
+        self._steps = 0
         return state
 
     def step(
@@ -242,7 +242,7 @@ class QuadSim:
             for pt in p.getContactPoints(bodyA=body, physicsClientId=c):
                 contacts.add(pt[2])
         self._contacts = contacts
-        self._time_s += self.config.control_dt_s
+        self._steps += 1
 
     # ---- observation ----------------------------------------------------------
     @property
@@ -253,8 +253,13 @@ class QuadSim:
 
     @property
     def time_s(self) -> float:
-        """s, simulated time since the last reset."""
-        return self._time_s
+        """s, simulated time since the last reset (control periods x period)."""
+        return self._steps * self.config.control_dt_s
+
+    @property
+    def steps(self) -> int:
+        """control periods stepped since the last reset."""
+        return self._steps
 
     def render(self) -> np.ndarray:
         """uint8 (H, W, 3) RGB onboard camera image for the current pose."""
@@ -292,7 +297,11 @@ class QuadSim:
         self.close()
 
     def __del__(self) -> None:
+        # A half-constructed object has no _closed; at interpreter shutdown
+        # pybullet may already be torn down. Neither is worth an error here.
+        if getattr(self, "_closed", True):
+            return
         try:
             self.close()
-        except Exception:  # interpreter shutdown: pybullet may already be gone
+        except (p.error, AttributeError, TypeError):
             pass
