@@ -289,3 +289,280 @@ finite or frames stop).
 See `metadata.json` ("files") for each file's SHA-256 and size;
 `policy_sha256` there is the hash of the checkpoint this bundle came from.
 """
+
+
+# --------------------------------------------------------------------------- export
+
+ONNX_NAME = "policy.onnx"
+ONNX_GOLDEN_NAME = "onnx_golden.npz"
+C_PREFIX = "ltc_head"
+C_GOLDEN_NAME = "golden.bin"
+README_NAME = "README.md"
+ONNX_GOLDEN_STEPS = 16
+TOLERANCE = 1e-5
+
+
+def record_sim_frames(
+    policy: Any, steps: int, family: str = "forest", split: str = "train", seed: int = 0
+) -> tuple[Any, Any]:
+    """Fly `policy` closed-loop in the simulator through `PolicyController` and
+    return the frames it saw, (T, H, W, 3) uint8, and their dt, (T,) s.
+    An episode that ends before `steps` frames continues with the next seed."""
+    import gymnasium as gym
+    import numpy as np
+
+    import lnn_nav.sim  # noqa: F401  (registers the environments)
+    from lnn_nav.controller import PolicyController
+
+    if steps < 1:
+        raise ValueError(f"steps={steps}: expected >= 1")
+    env = gym.make("lnn_nav/FlyToTarget-v0", family=family, split=split)
+    try:
+        limits = env.unwrapped.limits
+        ctrl = PolicyController(policy)
+        obs, _ = env.reset(seed=seed)
+        frames, dts = [], []
+        while len(frames) < steps:
+            dt = float(obs["dt"][0])
+            frames.append(obs["image"].copy())
+            dts.append(dt)
+            cmd = ctrl.step(obs["image"], dt)
+            obs, _, terminated, truncated, _ = env.step(limits.to_normalized(cmd))
+            if terminated or truncated:
+                seed += 1
+                obs, _ = env.reset(seed=seed)
+                ctrl.reset()
+        return np.stack(frames), np.asarray(dts, np.float32)
+    finally:
+        env.close()
+
+
+def record_video_frames(path: str | Path, image_shape: tuple[int, int, int], steps: int
+                        ) -> tuple[Any, Any]:
+    """Frames (T, H, W, 3) uint8 and dt (T,) s from a video file (looped if short)."""
+    import numpy as np
+
+    from lnn_nav.bridges.camera_source import OpenCVSource
+
+    src = OpenCVSource(path, image_shape[:2], loop=True)
+    try:
+        frames, stamps = [], []
+        while len(frames) < steps + 1:
+            f = src.read()
+            if f is None:
+                raise ValueError(f"video {path} has no readable frames")
+            frames.append(f.image)
+            stamps.append(f.stamp_s)
+    finally:
+        src.close()
+    dt = np.diff(np.asarray(stamps, np.float64)).astype(np.float32)
+    return np.stack(frames[1:]), dt
+
+
+def _package_versions() -> dict[str, str]:
+    import platform
+    from importlib import metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("lnn-nav", "torch", "numpy", "onnx", "onnxruntime"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def export_bundle(
+    policy: Any,
+    out_dir: str | Path,
+    frames: Any,
+    dt: Any,
+    policy_name: str = "policy",
+    policy_sha256: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the whole bundle for `policy` into `out_dir`, then verify it.
+
+    frames (T, H, W, 3) uint8 and dt (T,) s feed the golden vectors: the C
+    head's (encoder features, dt, head outputs, final state) over all T steps,
+    and the ONNX graph's (the first 16 frames, commands, states).
+    Raises ValueError if the bundle does not verify (hashes, C parity with
+    the host compiler, ONNX parity in onnxruntime).
+    """
+    import numpy as np
+    import torch
+
+    from lnn_nav.controller import _policy_image_shape
+    from lnn_nav.export import c_codegen, head_spec, onnx_export
+    from lnn_nav.models.heads import DEFAULT_DT_S
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not (out / METADATA_NAME).is_file() and not force:
+            raise ValueError(
+                f"out={str(out)!r} is a non-empty directory that is not a bundle: "
+                "expected an empty or missing directory, an earlier bundle, or --force"
+            )
+        if (out / METADATA_NAME).is_file():
+            # replace an earlier bundle's files, never a user's other files
+            old = read_metadata(out)
+            for name in old["files"]:
+                (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    image_shape = _policy_image_shape(policy)
+    if image_shape is None:
+        raise ValueError("the policy declares no image size; cannot export")
+    frames = np.asarray(frames, np.uint8)
+    dt = np.asarray(dt, np.float32).reshape(-1)
+    if frames.ndim != 4 or frames.shape[1:] != image_shape or frames.shape[0] != dt.shape[0]:
+        raise ValueError(
+            f"frames {frames.shape} and dt {dt.shape}: expected (T, {image_shape[0]}, "
+            f"{image_shape[1]}, 3) and (T,)"
+        )
+    policy.eval()
+
+    # 1. ONNX: the whole step, and a short golden run of it from torch
+    onnx_export.export_onnx(policy, out / ONNX_NAME, image_shape)
+    n_onnx = min(ONNX_GOLDEN_STEPS, frames.shape[0])
+    state = policy.init_state(1)
+    cmds, states = [], []
+    with torch.no_grad():
+        for t in range(n_onnx):
+            cmd, state = policy.step(
+                torch.from_numpy(frames[t : t + 1]), state, torch.tensor([[float(dt[t])]])
+            )
+            cmds.append(cmd[0].numpy())
+            states.append(state[0].numpy())
+    onnx_export.write_onnx_golden(
+        out / ONNX_GOLDEN_NAME, frames[:n_onnx], dt[:n_onnx], np.stack(cmds), np.stack(states)
+    )
+    files = [ONNX_NAME, ONNX_GOLDEN_NAME, README_NAME]
+
+    # 2. C head (LTC heads only), golden vectors and harness
+    c_meta: dict[str, Any] | None = None
+    kind = getattr(policy.head, "kind", type(policy.head).__name__)
+    try:
+        spec = head_spec.head_spec(
+            policy, name=policy_name,
+            extra={"policy SHA-256": policy_sha256} if policy_sha256 else None,
+        )
+    except ValueError:
+        spec = None  # a non-LTC head ships ONNX only; metadata says so
+    if spec is not None:
+        src = c_codegen.generate_c(spec, C_PREFIX)
+        atomic_write_text(out / f"{C_PREFIX}.h", src.header)
+        atomic_write_text(out / f"{C_PREFIX}.c", src.source)
+        atomic_write_text(out / f"{C_PREFIX}_harness.c", c_codegen.harness_source(C_PREFIX))
+        golden = head_spec.golden_from_features(policy, frames, dt)
+        c_codegen.write_golden(out / C_GOLDEN_NAME, golden)
+        i_n, n, o = spec.sizes
+        c_meta = {
+            "prefix": C_PREFIX,
+            "files": [f"{C_PREFIX}.h", f"{C_PREFIX}.c", f"{C_PREFIX}_harness.c"],
+            "golden": C_GOLDEN_NAME,
+            "golden_steps": int(dt.shape[0]),
+            "tolerance": TOLERANCE,
+            "num_inputs": i_n,
+            "state_size": n,
+            "num_outputs": o,
+            "ode_unfolds": int(spec.ltc["ode_unfolds"]),
+            "synapses": int(spec.ltc["src"].size),
+            "sensory_synapses": int(spec.ltc["sensory_src"].size),
+            "constant_bytes": src.constant_bytes,
+            "state_bytes": src.state_bytes,
+            "input_stage": ", ".join(op.kind for op in spec.input_ops) or "none",
+            "outputs": _head_output_doc(policy),
+            "compile": "gcc " + " ".join(c_codegen.GCC_FLAGS) + f" {C_PREFIX}.c ... -lm",
+        }
+        files += [*c_meta["files"], C_GOLDEN_NAME]
+
+    # 3. metadata and README
+    limits = policy.limits
+    config = getattr(policy, "config", None)
+    meta: dict[str, Any] = {
+        "policy": {
+            "name": policy_name,
+            "sha256": policy_sha256,
+            "head_kind": kind,
+            "param_count_head": policy.head.param_count(),
+            "config": config.to_dict() if hasattr(config, "to_dict") else repr(config),
+        },
+        "image": {
+            "height": image_shape[0],
+            "width": image_shape[1],
+            "channels": 3,
+            "channel_order": "RGB",
+            "layout": "HWC",
+            "dtype": "uint8",
+            "normalisation": str(getattr(policy.encoder, "normalisation", None)
+                                 or "scaling of the uint8 pixels, inside the encoder"),
+        },
+        "control": {"dt_s": DEFAULT_DT_S, "rate_hz": 1.0 / DEFAULT_DT_S,
+                    "dt_input": "measured seconds since the previous frame, per sample (B, 1)"},
+        "action": {
+            "names": ["forward", "left", "up", "yaw_rate"],
+            "units": ["m/s", "m/s", "m/s", "rad/s"],
+            "frame": "body FLU",
+            "limits": limits.to_dict(),
+        },
+        "state_size": int(policy.init_state(1).shape[1]),
+        "onnx": {
+            "file": ONNX_NAME,
+            "inputs": {"image": "(B, H, W, 3) uint8", "state": "(B, S) float32",
+                       "dt": "(B, 1) float32 s"},
+            "outputs": {"command": "(B, 4) float32 body FLU", "state_next": "(B, S) float32"},
+            "opset": onnx_export.OPSET,
+            "golden": ONNX_GOLDEN_NAME,
+            "golden_steps": n_onnx,
+            "tolerance": TOLERANCE,
+        },
+        "c_head": c_meta,
+        "versions": _package_versions(),
+    }
+    atomic_write_text(out / README_NAME, bundle_readme(meta))
+    write_metadata(out, meta, files)
+    report = verify_bundle(out)
+    if not report.ok:
+        raise ValueError(f"bundle {out} does not verify: " + "; ".join(report.problems))
+    return out
+
+
+def _head_output_doc(policy: Any) -> str:
+    doc = getattr(policy, "head_output_doc", None)
+    if isinstance(doc, str):
+        return doc
+    return "the head's raw outputs (before the policy's command scaling)"
+
+
+def export_policy_file(
+    policy_path: str | Path,
+    out_dir: str | Path,
+    frames: str = "sim",
+    family: str = "forest",
+    split: str = "train",
+    seed: int = 0,
+    golden_steps: int = 500,
+    force: bool = False,
+) -> Path:
+    """`lnn-nav export`: load a checkpoint, record golden frames (a closed-loop
+    simulator episode, or a video file), write and verify the bundle."""
+    from lnn_nav.controller import _policy_image_shape
+    from lnn_nav.models.policy import NavPolicy
+
+    if golden_steps < 1:
+        raise ValueError(f"golden_steps={golden_steps}: expected >= 1")
+    path = Path(policy_path)
+    policy = NavPolicy.load(path)
+    policy.eval()
+    if frames == "sim":
+        imgs, dt = record_sim_frames(policy, golden_steps, family, split, seed)
+    else:
+        shape = _policy_image_shape(policy)
+        if shape is None:
+            raise ValueError("the policy declares no image size")
+        imgs, dt = record_video_frames(frames, shape, golden_steps)
+    return export_bundle(
+        policy, out_dir, imgs, dt, policy_name=path.name, policy_sha256=sha256_file(path),
+        force=force,
+    )

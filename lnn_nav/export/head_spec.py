@@ -1,0 +1,86 @@
+"""From a policy to what the C generator needs: the head's `CHeadSpec`, and
+golden vectors computed by torch from camera frames.
+
+The C step covers the recurrent head only (features in, head outputs out);
+the encoder runs where the camera is (companion computer or camera deck).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lnn_nav.export.c_codegen import CHeadSpec, Golden
+
+
+def _core_ltc(policy_or_head: Any) -> Any:
+    from lnn_nav.models.ltc import LTC
+
+    head = getattr(policy_or_head, "head", policy_or_head)
+    core = head if isinstance(head, LTC) else getattr(head, "ltc", None)
+    if not isinstance(core, LTC):
+        kind = getattr(head, "kind", type(head).__name__)
+        raise ValueError(
+            f"head kind {kind!r}: only LTC heads export to C (the ONNX graph covers every head)"
+        )
+    return core
+
+
+def head_spec(policy_or_head: Any, name: str = "ltc head", extra: dict[str, str] | None = None
+              ) -> CHeadSpec:
+    """The C spec of a policy's (or a head's) LTC.
+
+    LTCHead feeds its features straight into the LTC's affine input map (the
+    encoder ends with its own LayerNorm), so there is no input stage to add.
+    """
+    core = _core_ltc(policy_or_head)
+    return CHeadSpec(core.export_arrays(), (), name=name, extra=dict(extra or {}))
+
+
+@torch.no_grad()
+def encode_frames(policy: Any, frames: np.ndarray | torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Encoder features of frames (T, H, W, 3) uint8 -> (T, I) float32, in chunks."""
+    x = torch.as_tensor(frames)
+    if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
+        raise ValueError(
+            f"frames of shape {tuple(x.shape)} dtype {x.dtype}: expected (T, H, W, 3) uint8"
+        )
+    feats = [policy.encoder(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(feats, dim=0).float()
+
+
+@torch.no_grad()
+def golden_from_features(
+    policy: Any, frames: np.ndarray | torch.Tensor, dt: np.ndarray | torch.Tensor
+) -> Golden:
+    """Golden vectors for the C head: the encoder's features of `frames`
+    (T, H, W, 3) uint8, elapsed times `dt` (T,) s, and torch's head outputs
+    and final state, stepping from the initial state."""
+    was_training = policy.training
+    policy.eval()
+    try:
+        core = _core_ltc(policy)
+        feats = encode_frames(policy, frames)
+        dts = torch.as_tensor(dt, dtype=torch.float32).reshape(-1)
+        if dts.shape[0] != feats.shape[0]:
+            raise ValueError(f"{dts.shape[0]} dt values for {feats.shape[0]} frames: expected one each")
+        if feats.shape[1] != core.input_size:
+            raise ValueError(
+                f"encoder gives {feats.shape[1]} features, the head takes {core.input_size}"
+            )
+        state = core.init_state(1)
+        outs = []
+        for t in range(feats.shape[0]):
+            y, state = core.step(feats[t : t + 1], state, dts[t : t + 1])
+            outs.append(y[0])
+        return Golden(
+            dts.numpy().astype(np.float32),
+            feats.numpy().astype(np.float32),
+            torch.stack(outs).numpy().astype(np.float32),
+            state[0].numpy().astype(np.float32),
+        )
+    finally:
+        if was_training:
+            policy.train()
