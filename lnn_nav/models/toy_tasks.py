@@ -1,0 +1,194 @@
+"""A toy task that needs memory and real time, and a small trainer for heads on it.
+
+The memory task ("leaky integrals with irregular dt"): white-noise input
+channels are sampled at irregular instants; each target is a first-order
+low-pass (a leaky running integral) of one input channel, or of a product of
+two, with its own time constant in seconds:
+
+    tau_k dy_k/dt = -y_k + s_k(t),   s_k held constant between samples
+
+integrated exactly over each real interval dt_t:
+
+    y_k[t] = y_k[t-1] * exp(-dt_t / tau_k) + s_k[t] * (1 - exp(-dt_t / tau_k)).
+
+A head must remember the recent past (a memoryless head only sees s_k[t], which
+explains little of y_k[t] when tau_k spans many frames) and must use dt: the
+same input history gives a different target when the frames came faster or
+slower. Targets are scaled to about unit variance, so a loss of 1 is what
+predicting zero costs and lower is better. Extra input channels are
+distractors that feed no target.
+
+`train_head` fits any head of the protocol in `lnn_nav.models.heads` with Adam
+and returns its validation loss; `scripts/toy_memory.py` and
+`tests/test_toy_memory.py` both use it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class MemoryTaskConfig:
+    """The toy memory task's knobs."""
+
+    input_size: int = 8
+    """input channels; channels >= 3 are distractors (at least 3 channels)."""
+    steps: int = 48
+    """T, samples per sequence."""
+    dt_nominal_s: float = 1.0 / 30.0
+    """s, the nominal sample period (the camera's frame period)."""
+    dt_ratio: float = 2.0
+    """dt is log-uniform in [dt_nominal / ratio, dt_nominal * ratio] (>= 1; 1 = regular)."""
+    time_constants_s: tuple[float, float, float, float] = (0.15, 0.3, 0.6, 0.3)
+    """s, tau of the targets: u0, u1, u2 and the product u0*u1 low-passed."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_size, int) or self.input_size < 3:
+            raise ValueError(f"input_size={self.input_size!r}: expected an integer >= 3")
+        if not isinstance(self.steps, int) or self.steps < 2:
+            raise ValueError(f"steps={self.steps!r}: expected an integer >= 2")
+        if not (math.isfinite(self.dt_nominal_s) and self.dt_nominal_s > 0):
+            raise ValueError(f"dt_nominal_s={self.dt_nominal_s!r}: expected seconds > 0")
+        if not (math.isfinite(self.dt_ratio) and self.dt_ratio >= 1):
+            raise ValueError(f"dt_ratio={self.dt_ratio!r}: expected a finite number >= 1")
+        taus = tuple(float(t) for t in self.time_constants_s)
+        if len(taus) != 4 or not all(math.isfinite(t) and t > 0 for t in taus):
+            raise ValueError(
+                f"time_constants_s={self.time_constants_s!r}: expected 4 finite seconds > 0"
+            )
+        object.__setattr__(self, "time_constants_s", taus)
+
+    @property
+    def output_size(self) -> int:
+        return 4
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["time_constants_s"] = list(self.time_constants_s)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemoryTaskConfig:
+        unknown = set(d) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown MemoryTaskConfig keys {sorted(unknown)}")
+        d = dict(d)
+        if "time_constants_s" in d:
+            d["time_constants_s"] = tuple(d["time_constants_s"])
+        return cls(**d)
+
+
+class MemoryBatch(NamedTuple):
+    """x: (B, T, I) float32 inputs; dt: (B, T) float32 s before each sample; y: (B, T, 4) targets."""
+
+    x: Tensor
+    dt: Tensor
+    y: Tensor
+
+
+def make_memory_batch(config: MemoryTaskConfig, batch: int, rng: np.random.Generator) -> MemoryBatch:
+    """Draw `batch` sequences of the memory task from `rng` (see the module docstring)."""
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch={batch!r}: expected an integer >= 1")
+    t_steps, n_in = config.steps, config.input_size
+    u = rng.standard_normal((batch, t_steps, n_in))
+    log_r = math.log(config.dt_ratio)
+    dt = config.dt_nominal_s * np.exp(rng.uniform(-log_r, log_r, size=(batch, t_steps)))
+    sources = np.stack([u[..., 0], u[..., 1], u[..., 2], u[..., 0] * u[..., 1]], axis=-1)
+    taus = np.asarray(config.time_constants_s)
+    decay = np.exp(-dt[..., None] / taus)  # (B, T, 4)
+    # Stationary std of a low-passed unit white noise sampled every dt_nominal:
+    # sqrt(a / (2 - a)) with a = 1 - exp(-dt/tau); dividing by it makes targets ~unit variance.
+    a = 1.0 - np.exp(-config.dt_nominal_s / taus)
+    scale = 1.0 / np.sqrt(a / (2.0 - a))
+    y = np.zeros((batch, t_steps, 4))
+    state = np.zeros((batch, 4))
+    for t in range(t_steps):
+        state = state * decay[:, t] + sources[:, t] * (1.0 - decay[:, t])
+        y[:, t] = state * scale
+    return MemoryBatch(
+        torch.from_numpy(u.astype(np.float32)),
+        torch.from_numpy(dt.astype(np.float32)),
+        torch.from_numpy(y.astype(np.float32)),
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Knobs of `train_head`."""
+
+    steps: int = 400
+    """Adam updates."""
+    batch: int = 32
+    """sequences per update."""
+    lr: float = 3e-3
+    """base learning rate; heads scale it per parameter group (`param_groups`)."""
+    val_batch: int = 256
+    """validation sequences (drawn once, from a seed disjoint from training's)."""
+    grad_clip: float = 1.0
+    """max global gradient norm."""
+    seed: int = 0
+    """seed of the training data stream (the head's own seed is set when it is built)."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch", "val_batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r}: expected an integer >= 1")
+        for name in ("lr", "grad_clip"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v!r}: expected a finite number > 0")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of `train_head`: losses are mean squared errors on ~unit-variance targets."""
+
+    val_loss: float
+    train_losses: list[float] = field(default_factory=list)
+
+
+def evaluate(head: nn.Module, data: MemoryBatch) -> float:
+    """Mean squared error of `head` on `data` (no gradient)."""
+    with torch.no_grad():
+        pred, _ = head(data.x, None, data.dt)
+        return float(torch.mean((pred - data.y) ** 2))
+
+
+VAL_SEED_OFFSET = 1_000_003
+"""Validation data seed = training seed + this: the two streams never share a seed."""
+
+
+def train_head(
+    head: nn.Module, task: MemoryTaskConfig, config: TrainConfig = TrainConfig()
+) -> TrainResult:
+    """Fit `head` to the memory task with Adam and return its validation loss.
+
+    Uses `head.param_groups(lr)` where the head defines it (per-group rates),
+    and clips the global gradient norm.
+    """
+    rng = np.random.default_rng(config.seed)
+    val = make_memory_batch(task, config.val_batch, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
+    groups = head.param_groups(config.lr) if hasattr(head, "param_groups") else head.parameters()
+    opt = torch.optim.Adam(groups, lr=config.lr)
+    losses = []
+    head.train()
+    for _ in range(config.steps):
+        data = make_memory_batch(task, config.batch, rng)
+        pred, _ = head(data.x, None, data.dt)
+        loss = torch.mean((pred - data.y) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), config.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+    head.eval()
+    return TrainResult(val_loss=evaluate(head, val), train_losses=losses)
