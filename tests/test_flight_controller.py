@@ -251,3 +251,29 @@ def test_contact_bodies_report_ground_and_obstacles():
             s.step(VelocityCommand(0.0, 0.0, -1.0, 0.0))
             landed |= s.contact_bodies()
         assert s.ground_id in landed and wall not in landed
+
+
+def test_random_and_extreme_commands_stay_upright(sim):
+    """A policy may send anything within the limits at 30 Hz, even full-scale
+    reversals every frame: the vehicle stays upright (under 1 rad of tilt;
+    the controller asks for at most max_tilt_rad = 0.6, reversals overshoot)
+    and finite, and settles afterwards."""
+    rng = np.random.default_rng(0)
+    limits = sim.config.limits
+    sim.reset((0.0, 0.0, 30.0), 0.0)
+    tilts = []
+    for i in range(300):
+        if i < 150:
+            cmd = limits.from_normalized(rng.uniform(-1.0, 1.0, 4))
+        else:  # bang-bang at the corners of the command box
+            cmd = limits.from_normalized(np.sign(rng.uniform(-1.0, 1.0, 4)))
+        sim.step(cmd)
+        st = sim.state
+        assert np.all(np.isfinite(st.pos_w)) and np.all(np.isfinite(st.motor_rpm))
+        tilts.append(math.acos(min(1.0, st.R_wb[2, 2])))
+    assert max(tilts[:150]) < sim.config.gains.max_tilt_rad + 0.1  # random commands
+    assert max(tilts) < 1.0
+    # and it comes back to a steady hover
+    states = fly(sim, VelocityCommand.hover(), 2.0)
+    assert np.abs(states[-1].vel_w).max() < 0.05
+    assert np.abs(states[-1].ang_vel_body).max() < 0.05

@@ -2,7 +2,9 @@
 
 A cascade, every loop run at the physics rate (240 Hz by default):
 
-1. velocity (PI, world frame) -> desired acceleration, tilt-limited;
+1. velocity (P, world frame, plus a disturbance observer that cancels
+   unexplained acceleration: wind, drag, mass or thrust error; optional I)
+   -> desired acceleration, tilt-limited;
 2. acceleration + gravity -> desired thrust vector: its projection on the
    current body z axis is the collective thrust, its direction the desired
    body z axis;
@@ -20,8 +22,10 @@ vertical velocity, and `yaw_rate` is the rate of change of heading about world
 z (rad/s, positive turns left). Commands are clipped to `CommandLimits`.
 
 The controller uses the *nominal* vehicle parameters it was built with; when the
-simulated vehicle is perturbed (heavier, weak motor) the integrators absorb the
-difference, as they would on a real vehicle.
+simulated vehicle is perturbed (heavier, weak motor) the disturbance observer
+and the rate integrators absorb the difference, as they would on a real
+vehicle. Integrators stop integrating while their output is cut by a limit
+(tilt, thrust, motor saturation), so commands at the limits leave no bias.
 """
 
 from __future__ import annotations
@@ -50,11 +54,15 @@ class FlightControllerGains:
     vel_p_xy: float = 6.0
     """1/s, horizontal velocity error -> horizontal acceleration."""
     vel_i_xy: float = 0.0
-    """1/s^2, integral of horizontal velocity error -> acceleration."""
+    """1/s^2, integral of horizontal velocity error -> acceleration. 0 by
+    default: the disturbance observer already removes steady-state error, and
+    an integrator on top only adds overshoot to velocity steps."""
     vel_p_z: float = 8.0
     """1/s, vertical velocity error -> vertical acceleration."""
-    vel_i_z: float = 1.0
-    """1/s^2, integral of vertical velocity error -> acceleration."""
+    vel_i_z: float = 0.0
+    """1/s^2, integral of vertical velocity error -> acceleration (0 by
+    default, as `vel_i_xy`; a positive value also wins back the few cm a
+    sudden mass change costs, at the price of overshoot)."""
     accel_observer_time_constant_s: float = 0.05
     """s, time constant of the disturbance observer, which compares the
     measured acceleration with the one the last thrust command should give
@@ -172,6 +180,8 @@ class FlightController:
         alloc = np.vstack([np.ones(4), xy[:, 1], -xy[:, 0], -ROTOR_SPIN * prm.km / prm.kf])
         self._mix: list[list[float]] = np.linalg.inv(alloc).tolist()  # rows: motors
         self._tan_tilt = math.tan(g.max_tilt_rad)
+        # m/s^2, the largest vertical thrust acceleration the nominal motors give
+        self._fz_max = 4.0 * self._f_max / self._mass
         self._k_obs = (
             dt_s / (g.accel_observer_time_constant_s + dt_s)
             if g.accel_observer_time_constant_s > 0
@@ -251,6 +261,7 @@ class FlightController:
         ex, ey, ez = sp_x - vx, sp_y - vy, sp_z - vz
         lim = g.vel_i_limit_mps2
         vi = self._vel_i
+        vi_prev = vi[:]
         vi[0] = min(max(vi[0] + g.vel_i_xy * ex * dt, -lim), lim)
         vi[1] = min(max(vi[1] + g.vel_i_xy * ey * dt, -lim), lim)
         vi[2] = min(max(vi[2] + g.vel_i_z * ez * dt, -lim), lim)
@@ -259,12 +270,19 @@ class FlightController:
         az = g.vel_p_z * ez + vi[2] - dist[2]
         # 2. thrust vector, tilt-limited: the horizontal part may not exceed
         # tan(max_tilt) times the vertical part.
-        fz = max(az + GRAVITY_MPS2, 0.2 * GRAVITY_MPS2)
+        # Anti-windup by conditional integration: an axis whose demand is cut
+        # by a limit keeps its previous integral, so bang-bang commands at the
+        # limits do not leave a bias that takes seconds to bleed off.
+        fz = az + GRAVITY_MPS2
+        if fz < 0.2 * GRAVITY_MPS2 or fz > self._fz_max:
+            fz = min(max(fz, 0.2 * GRAVITY_MPS2), self._fz_max)
+            vi[2] = vi_prev[2]
         h = math.hypot(ax, ay)
         h_max = fz * self._tan_tilt
         if h > h_max:
             ax *= h_max / h
             ay *= h_max / h
+            vi[0], vi[1] = vi_prev[0], vi_prev[1]
         m = self._mass
         tx, ty, tz = m * ax, m * ay, m * fz  # N world, desired thrust vector
         collective = max(tx * r02 + ty * r12 + tz * r22, 0.0)
@@ -294,6 +312,7 @@ class FlightController:
         epx, epy, epz = p_sp - wx, q_sp - wy, r_sp - wz
         ilim = g.rate_i_limit_radps2
         ri = self._rate_i
+        ri_prev = ri[:]
         ri[0] = min(max(ri[0] + g.rate_i_rp * epx * dt, -ilim), ilim)
         ri[1] = min(max(ri[1] + g.rate_i_rp * epy * dt, -ilim), ilim)
         ri[2] = min(max(ri[2] + g.rate_i_yaw * epz * dt, -ilim), ilim)
@@ -316,6 +335,11 @@ class FlightController:
                     k_yaw = min(k_yaw, -a / b)
             k_yaw = max(k_yaw, 0.0)
             f = [min(max(a + k_yaw * b, 0.0), f_max) for a, b in zip(f0, fy)]
+            # saturated: keep the previous yaw integral, and the roll/pitch
+            # ones too if even without yaw a motor is out of range
+            ri[2] = ri_prev[2]
+            if k_yaw == 0.0 and (min(f0) < 0.0 or max(f0) > f_max):
+                ri[0], ri[1] = ri_prev[0], ri_prev[1]
         # What the nominal model predicts this thrust will do (for the observer).
         a_thr = sum(f) / m
         self._pred_acc = [a_thr * r02, a_thr * r12, a_thr * r22 - GRAVITY_MPS2]
