@@ -203,3 +203,15 @@ def test_config_round_trip_and_validation():
         Lighting(color_rgb=(2.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="direction_w"):
         Lighting(direction_w=(0.0, 0.0, 0.0))
+
+
+def test_light_direction_points_towards_the_light():
+    """`Lighting.direction_w` points from the scene to the light: the ground
+    (normal +z) is bright under a light overhead and dark under one below."""
+    with QuadSim(QuadSimConfig(drone_visual=False)) as sim:
+        sim.reset((0.0, 0.0, 1.0), 0.0)
+        means = []
+        for d in ((0.0, 0.0, 1.0), (0.0, 0.0, -1.0)):
+            sim.lighting = Lighting(direction_w=d, ambient=0.3, diffuse=0.7, specular=0.0)
+            means.append(sim.render()[-8:].mean())
+        assert means[0] > 2 * means[1]
