@@ -16,8 +16,8 @@ Obstacle geometry is kept as compact arrays (see `Scene`):
 - spheres   (M, 4): x, y, z, radius           -- m
 - boxes     (K, 7): x, y, z (centre), hx, hy, hz (half extents), yaw  -- m, rad
 
-Sizes are multiples of `SIZE_STEP_M` (and ground-standing objects start at
-z = 0) so that the world builder can reuse a small pool of PyBullet bodies
+Sizes are multiples of `SIZE_STEP_M` (canopy radii of `CANOPY_STEP_M`, heights
+of ground-standing objects of `LENGTH_STEP_M`) so that the world builder can reuse a small pool of PyBullet bodies
 instead of creating one per scene (PyBullet cannot resize a body).
 """
 
@@ -42,6 +42,10 @@ SIZE_STEP_M = 0.02
 
 CANOPY_STEP_M = 0.1
 """m, canopy radii are multiples of this (coarser: they vary over a wide range)."""
+
+LENGTH_STEP_M = 0.2
+"""m, heights of ground-standing obstacles (trunks, poles, boxes, walls) are multiples
+of this: the world builder pools one body per (footprint, height)."""
 
 SPLITS = ("train", "val", "unseen")
 """Split names every family must define (a family may add more)."""
@@ -955,12 +959,13 @@ class _Builder:
         rc = _q(rng.uniform(*t.canopy_radius_m), CANOPY_STEP_M)
         base = _q(rng.uniform(*t.canopy_base_m))
         if t.canopy_kind == "sphere":
-            top = base + rc  # trunk reaches the canopy centre
+            # the trunk reaches about the canopy centre (rounded: pooled heights)
+            top = _q(base + rc, LENGTH_STEP_M)
             crown_c: list[list[float]] = []
             crown_s = [[x, y, base + rc, rc]]
         else:
             depth = _q(rng.uniform(*t.canopy_depth_m))
-            top = base + depth / 2
+            top = _q(base + depth / 2, LENGTH_STEP_M)
             crown_c = [[x, y, rc, base, base + depth]]
             crown_s = []
         trunk = [x, y, r, 0.0, top]
@@ -985,7 +990,7 @@ class _Builder:
     def pole(self, x: float, y: float) -> bool:
         ps = self.spec.poles
         r = _q(self.rng.uniform(*ps.radius_m))
-        h = _q(self.rng.uniform(*ps.height_m))
+        h = _q(self.rng.uniform(*ps.height_m), LENGTH_STEP_M)
         part = [x, y, r, 0.0, h]
         if not self._inside(x, y, r) or not self._gap_ok(x, y, r) or not self._clear([part], [], []):
             return False
@@ -1181,10 +1186,10 @@ def _place_obstacles(spec: FamilySpec, b: _Builder, start: np.ndarray,
         (spec.poles.count, lambda x, y: b.pole(x, y)),
         (spec.boxes.count, lambda x, y: b.ground_box(
             x, y, _q(rng.uniform(*spec.boxes.size_m)) / 2, _q(rng.uniform(*spec.boxes.size_m)) / 2,
-            _q(rng.uniform(*spec.boxes.height_m)), ROLE_BOX)),
+            _q(rng.uniform(*spec.boxes.height_m), LENGTH_STEP_M), ROLE_BOX)),
         (spec.walls.count, lambda x, y: b.ground_box(
             x, y, _q(rng.uniform(*spec.walls.length_m)) / 2, _q(spec.walls.thickness_m) / 2,
-            _q(rng.uniform(*spec.walls.height_m)), ROLE_WALL)),
+            _q(rng.uniform(*spec.walls.height_m), LENGTH_STEP_M), ROLE_WALL)),
     ):
         n = int(rng.integers(count[0], count[1] + 1))
         done = 0

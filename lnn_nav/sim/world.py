@@ -7,18 +7,22 @@ static bodies keyed by shape and size (scene sizes are multiples of
 and recolours pooled bodies into place and hides the unused ones; new bodies are
 created only when a scene needs more of one size than any scene before it.
 
-Two tricks keep the pools small:
-- ground-standing cylinders and boxes use one tall body per footprint and sink
-  it into the ground so that its top is at the wanted height (the ground hides
-  the rest; static bodies never collide with each other);
-- hidden bodies are parked far below the ground *and* made fully transparent:
-  the TinyRenderer skips transparent bodies entirely, while each parked but
-  opaque body would still cost ~6 us per frame.
+Hidden bodies are parked far below the ground *and* made fully transparent:
+the TinyRenderer skips transparent bodies entirely, while each parked but
+opaque body would still cost ~6 us per frame.
 
-Visual shapes are low-polygon meshes (12-sided prisms, once-subdivided
-icosahedra, circumscribing the exact shape by at most 4% of its radius) because
-the renderer's cost grows with vertex count; collision shapes are the exact
-cylinders, spheres and boxes the `Scene` describes.
+Rendering cost, measured (64x64, forest, random flight): the TinyRenderer scans
+the screen bounding box of every triangle, so long slanted triangles are what
+costs. An earlier version pooled one 12 m trunk per radius and sank it into the
+ground to the wanted height: the hidden underground part still covered the
+lower half of the image and a frame cost 5.4 ms; bodies of the exact height
+cost 2.0 ms. Scene heights are therefore quantised (`scenes.LENGTH_STEP_M`)
+and pooled per (radius, height).
+
+Visual shapes are low-polygon meshes (6-sided prisms of the cylinder's
+cross-section area, within 10% of its radius; once-subdivided icosahedra within 4% of the
+sphere) because the renderer's cost grows with triangle count; collision shapes
+are the exact cylinders, spheres and boxes the `Scene` describes.
 """
 
 from __future__ import annotations
@@ -32,44 +36,38 @@ import pybullet as p
 from lnn_nav.sim.camera import Lighting
 from lnn_nav.sim.scenes import ROLE_NAMES, SIZE_STEP_M, Scene
 
-SINK_LENGTH_M = 12.0
-"""m, length of the pooled bodies used for ground-standing cylinders and boxes;
-taller ground-standing obstacles get their own key."""
-
 _PARK_Z_M = -50.0
 _HIDDEN_RGBA = [0.0, 0.0, 0.0, 0.0]
-_PRISM_SIDES = 12
+_PRISM_SIDES = 6
 
 
 def _prism_mesh(radius: float, length: float) -> tuple[list[list[float]], list[int], list[list[float]]]:
     """A closed prism circumscribing a cylinder (axis z, centred); vertices, indices, normals.
+
     Side and cap vertices are separate so that the flat-shaded normals are right."""
     n = _PRISM_SIDES
     rr = radius / math.cos(math.pi / n)
     verts: list[list[float]] = []
     normals: list[list[float]] = []
     idx: list[int] = []
-    h = length / 2
-    for i in range(n):  # side quads, each with its own 4 vertices and face normal
+    for i in range(n):  # side strips, each with its own vertices and face normal
         a0, a1 = 2 * math.pi * i / n, 2 * math.pi * (i + 1) / n
         am = (a0 + a1) / 2
         nrm = [math.cos(am), math.sin(am), 0.0]
         b = len(verts)
+        h = length / 2
         for a, z in ((a0, -h), (a1, -h), (a1, h), (a0, h)):
             verts.append([rr * math.cos(a), rr * math.sin(a), z])
             normals.append(nrm)
         idx += [b, b + 1, b + 2, b, b + 2, b + 3]
-    for z, sgn in ((h, 1.0), (-h, -1.0)):  # caps as triangle fans
+    for z, sgn in ((h, 1.0), (-h, -1.0)):  # caps
         c = len(verts)
-        verts.append([0.0, 0.0, z])
-        normals.append([0.0, 0.0, sgn])
         for i in range(n):
             a = 2 * math.pi * i / n
             verts.append([rr * math.cos(a), rr * math.sin(a), z])
             normals.append([0.0, 0.0, sgn])
-        for i in range(n):
-            j = (i + 1) % n
-            idx += [c, c + 1 + i, c + 1 + j] if sgn > 0 else [c, c + 1 + j, c + 1 + i]
+        for i in range(1, n - 1):
+            idx += [c, c + i, c + i + 1] if sgn > 0 else [c, c + i + 1, c + i]
     return verts, idx, normals
 
 
@@ -177,13 +175,8 @@ class SceneWorld:
         placed: list[int] = []
         roles: dict[int, str] = {}
         for (x, y, r, z0, z1), rgba, role in zip(scene.cylinders, scene.cylinder_rgba, scene.cylinder_role):
-            length = z1 - z0
-            if z0 <= 0.0 and z1 <= SINK_LENGTH_M:
-                key = _Key("cyl", (_rounded(r), SINK_LENGTH_M))
-                zc = z1 - SINK_LENGTH_M / 2
-            else:
-                key = _Key("cyl", (_rounded(r), _rounded(length)))
-                zc = (z0 + z1) / 2
+            key = _Key("cyl", (_rounded(r), _rounded(z1 - z0)))
+            zc = (z0 + z1) / 2
             body = self._take(key, used)
             self._place(body, [x, y, zc], 0.0, rgba)
             placed.append(body)
@@ -194,14 +187,8 @@ class SceneWorld:
             placed.append(body)
             roles[body] = ROLE_NAMES[role]
         for (x, y, z, hx, hy, hz, yaw), rgba, role in zip(scene.boxes, scene.box_rgba, scene.box_role):
-            if z - hz <= 0.0 and 2 * hz <= SINK_LENGTH_M:
-                key = _Key("box", (_rounded(hx), _rounded(hy), SINK_LENGTH_M / 2))
-                zc = z + hz - SINK_LENGTH_M / 2
-            else:
-                key = _Key("box", (_rounded(hx), _rounded(hy), _rounded(hz)))
-                zc = z
-            body = self._take(key, used)
-            self._place(body, [x, y, zc], float(yaw), rgba)
+            body = self._take(_Key("box", (_rounded(hx), _rounded(hy), _rounded(hz))), used)
+            self._place(body, [x, y, z], float(yaw), rgba)
             placed.append(body)
             roles[body] = ROLE_NAMES[role]
         # the target has its own body (never pooled with obstacles: it moves in FollowTarget)
