@@ -277,3 +277,17 @@ def test_random_and_extreme_commands_stay_upright(sim):
     states = fly(sim, VelocityCommand.hover(), 2.0)
     assert np.abs(states[-1].vel_w).max() < 0.05
     assert np.abs(states[-1].ang_vel_body).max() < 0.05
+
+
+def test_take_off_after_landing(sim):
+    """Sitting on the ground (the observer sees the ground's push as a
+    disturbance, bounded) does not stop a clean take-off."""
+    sim.reset((0.0, 0.0, 0.3), 0.0)
+    fly(sim, VelocityCommand(0.0, 0.0, -1.0, 0.0), 1.0)
+    assert sim.ground_id in sim.contact_bodies()
+    lim = sim.config.gains.accel_observer_limit_mps2
+    assert np.abs(sim.controller.disturbance_accel_w).max() <= lim
+    states = fly(sim, VelocityCommand(0.0, 0.0, 0.5, 0.0), 2.0)
+    vz = np.array([s.vel_w[2] for s in states])
+    assert np.abs(vz[HZ:] - 0.5).max() < 0.025
+    assert np.abs(states[-1].pos_w[:2]).max() < 0.02

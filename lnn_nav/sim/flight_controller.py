@@ -69,6 +69,9 @@ class FlightControllerGains:
     along the current body z axis (nominal mass) and cancels the difference:
     wind, drag, a heavier or weaker vehicle are rejected without waiting for
     the integrators. 0 disables it."""
+    accel_observer_limit_mps2: float = 5.0
+    """m/s^2, bound on each axis of the observer's estimate, so a contact
+    impulse (a bump, a landing) cannot produce a wild correction."""
     vel_i_limit_mps2: float = 3.0
     """m/s^2, bound on each axis of the integral term (anti-windup)."""
     max_tilt_rad: float = 0.6
@@ -252,9 +255,10 @@ class FlightController:
         # mistaken for a disturbance; onboard, the accelerometer measures it.
         dist, pv, pa, k = self._dist, self._prev_vel, self._pred_acc, self._k_obs
         if k > 0.0:
-            dist[0] += k * ((vx - pv[0]) / dt - pa[0] - dist[0])
-            dist[1] += k * ((vy - pv[1]) / dt - pa[1] - dist[1])
-            dist[2] += k * ((vz - pv[2]) / dt - pa[2] - dist[2])
+            dlim = g.accel_observer_limit_mps2
+            dist[0] = min(max(dist[0] + k * ((vx - pv[0]) / dt - pa[0] - dist[0]), -dlim), dlim)
+            dist[1] = min(max(dist[1] + k * ((vy - pv[1]) / dt - pa[1] - dist[1]), -dlim), dlim)
+            dist[2] = min(max(dist[2] + k * ((vz - pv[2]) / dt - pa[2] - dist[2]), -dlim), dlim)
         self._prev_vel = [vx, vy, vz]
 
         # 1. velocity PI -> acceleration (world)
