@@ -201,6 +201,19 @@ def test_quadsim_config_round_trip_and_rates():
         QuadSimConfig.from_dict({"physics_rate": 100})
 
 
+@pytest.mark.parametrize("physics_hz", [120, 480])
+def test_other_physics_rates_track(physics_hz):
+    """The gains are tuned at 240 Hz but do not depend on it."""
+    with QuadSim(QuadSimConfig(physics_hz=physics_hz, drone_visual=False)) as s:
+        s.reset((0.0, 0.0, 1.0), 0.0)
+        v = []
+        for _ in range(60):
+            s.step(VelocityCommand(1.0, 0.0, 0.0, 0.0))
+            v.append(heading_velocity(s.state)[0])
+        assert np.abs(np.array(v[HZ:]) - 1.0).max() < 0.05
+        assert abs(s.state.pos_w[2] - 1.0) < 0.02
+
+
 def test_other_control_rate_still_tracks():
     with QuadSim(QuadSimConfig(control_hz=60, drone_visual=False)) as s:
         s.reset((0.0, 0.0, 1.0), 0.0)
