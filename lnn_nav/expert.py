@@ -684,10 +684,34 @@ class Expert:
                 v = v + (need - vn) * n
         return v
 
+    def make_safe(self, cmd: VelocityCommand, state: PrivilegedState) -> VelocityCommand:
+        """`cmd` (body FLU) with its horizontal velocity passed through the same
+        barrier filter as the expert's own commands: used on perturbed (DART)
+        commands, so the noise pushes the drone off the expert's path without
+        flying it into an obstacle it would never have hit."""
+        cfg = self.config
+        xy = np.asarray(state.pos_w[:2], np.float64)
+        local = self._obstacles.near(xy, cfg.inflation + 1.0)
+        if not (len(local.circles) or len(local.boxes)):
+            return cmd
+        c, s = math.cos(state.yaw), math.sin(state.yaw)
+        v_w = np.array([c * cmd.forward - s * cmd.left, s * cmd.forward + c * cmd.left])
+        v_w = self._safety_filter(xy, v_w, local)
+        return VelocityCommand(c * v_w[0] + s * v_w[1], -s * v_w[0] + c * v_w[1], cmd.up,
+                               cmd.yaw_rate)
+
     # -------------------------------------------------------------- from info
     def reset_from_info(self, info: dict[str, Any], task: Task) -> None:
-        """`reset` from an environment's `info` dict (see `state_from_info`)."""
-        self.reset(obstacles_from_info(info), bounds_from_info(info), task, state_from_info(info))
+        """`reset` from an environment's `info` dict (see `state_from_info`). For
+        task "fly" the target itself (a sphere of info["target_size_m"]) counts as
+        an obstacle too: touching it is a collision."""
+        obstacles = obstacles_from_info(info)
+        size = info.get("target_size_m")
+        if task == "fly" and size is not None:
+            t = np.asarray(info["target_pos_w"], np.float64).reshape(3)
+            sphere = np.array([[t[0], t[1], t[2], 0.5 * float(size)]])
+            obstacles = obstacles._replace(spheres=np.concatenate([obstacles.spheres, sphere]))
+        self.reset(obstacles, bounds_from_info(info), task, state_from_info(info))
 
     def act_from_info(self, info: dict[str, Any], dt: float) -> VelocityCommand:
         return self.act(state_from_info(info), dt)

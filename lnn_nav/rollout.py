@@ -8,7 +8,11 @@ then at every frame
      whole stream, exactly as it would on the vehicle,
   3. chooses who flies: the expert with probability `beta`, else the learner,
   4. optionally perturbs the expert's command with DART-style noise (the
-     perturbed command is flown, the clean one is recorded as the label),
+     perturbed command is flown, the clean one is recorded as the label); the
+     perturbed command goes through the expert's obstacle barrier filter
+     (`Expert.make_safe`), so noise moves the drone off the expert's path but
+     does not fly it into trees -- crashes would end the episode early and
+     waste the demonstration,
   5. sends the executed command to the environment (normalised by the limits),
 and returns an `lnn_nav.data.Episode` (frames, dt, expert labels, executed
 commands, pose, target, termination, seed).
@@ -35,7 +39,7 @@ import numpy as np
 
 from lnn_nav.command import CommandLimits, VelocityCommand
 from lnn_nav.data import Episode
-from lnn_nav.expert import Expert, ExpertConfig, Task
+from lnn_nav.expert import Expert, ExpertConfig, Task, state_from_info
 
 Mixing = Literal["step", "episode"]
 MIXINGS = ("step", "episode")
@@ -66,6 +70,12 @@ class NoiseConfig:
     axes: tuple[float, float, float, float] = (1.0, 1.0, 0.5, 1.0)
     """per-axis factor on `std` (forward, left, up, yaw_rate); up is halved so the
     altitude, which the camera sees poorly, wanders less."""
+    fade_start_m: float = 2.5
+    """m, FlyToTarget only: closer than this (horizontally) to the target the noise
+    fades out linearly ..."""
+    fade_end_m: float = 1.0
+    """m, ... to nothing at this distance, so that the drone can settle in front of
+    the target (success needs it slow for a while) instead of being shaken into it."""
 
     def __post_init__(self) -> None:
         for name in ("std", "correlation_s"):
@@ -76,6 +86,17 @@ class NoiseConfig:
             raise ValueError(f"NoiseConfig.std={self.std!r}: expected a number >= 0")
         if self.correlation_s <= 0:
             raise ValueError(f"NoiseConfig.correlation_s={self.correlation_s!r}: expected > 0 s")
+        for name in ("fade_start_m", "fade_end_m"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                math.isfinite(v) and v >= 0
+            ):
+                raise ValueError(f"NoiseConfig.{name}={v!r}: expected a finite distance >= 0 m")
+        if self.fade_end_m > self.fade_start_m:
+            raise ValueError(
+                f"NoiseConfig.fade_end_m={self.fade_end_m!r} must not exceed "
+                f"fade_start_m={self.fade_start_m!r} (m)"
+            )
         axes = tuple(self.axes)
         if len(axes) != 4 or not all(
             isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and a >= 0
@@ -91,7 +112,7 @@ class NoiseConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NoiseConfig:
-        known = {"std", "correlation_s", "axes"}
+        known = {"std", "correlation_s", "axes", "fade_start_m", "fade_end_m"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown NoiseConfig keys {sorted(unknown)}; known: {sorted(known)}")
@@ -111,10 +132,18 @@ class CommandNoise:
         # start from the stationary distribution, so the first steps are as noisy as the rest
         self._x = self._sigma * rng.standard_normal(4)
 
-    def sample(self, dt: float) -> np.ndarray:
+    def sample(self, dt: float, target_distance_m: float = math.inf) -> np.ndarray:
+        """(4,) offsets for a step of dt s; `target_distance_m` fades them (see
+        `NoiseConfig.fade_start_m`); pass inf for no fading."""
         a = math.exp(-dt / self.config.correlation_s)
         self._x = a * self._x + math.sqrt(1.0 - a * a) * self._sigma * self._rng.standard_normal(4)
-        return self._x.copy()
+        c = self.config
+        span = c.fade_start_m - c.fade_end_m
+        if span <= 0:
+            fade = 1.0 if target_distance_m > c.fade_end_m else 0.0
+        else:
+            fade = min(max((target_distance_m - c.fade_end_m) / span, 0.0), 1.0)
+        return fade * self._x
 
 
 def make_env(task: Task, family: str, split: str, **kwargs: Any) -> Any:
@@ -227,9 +256,13 @@ def run_episode(
             expert_flies = expert_flies_episode
         if expert_flies or learner_cmd is None:
             cmd = label.as_array()
-            if noise_proc is not None:
-                cmd = cmd + noise_proc.sample(step_dt)
             flown = limits.clip(VelocityCommand.from_array(cmd))
+            if noise_proc is not None:
+                d = (float(np.hypot(*(info["target_pos_w"][:2] - info["pos_w"][:2])))
+                     if task == "fly" else math.inf)
+                offset = noise_proc.sample(step_dt, d)
+                perturbed = limits.clip(VelocityCommand.from_array(cmd + offset))
+                flown = limits.clip(expert.make_safe(perturbed, state_from_info(info)))
         else:
             flown = limits.clip(learner_cmd)
         action = limits.to_normalized(flown)
