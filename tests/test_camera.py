@@ -128,14 +128,21 @@ def test_own_body_never_in_view(tilt):
 
 
 def test_body_would_be_visible_from_behind():
-    """The check above has teeth: a camera behind and above the drone sees it."""
+    """The check above has teeth: a camera behind and above the drone sees it,
+    and QuadSim refuses such a mounting for its onboard camera."""
     cam = CameraConfig(offset_body_m=(-0.2, 0.0, 0.08), tilt_up_rad=-0.4)
     imgs = []
     for visual in (True, False):
-        with QuadSim(QuadSimConfig(camera=cam, drone_visual=visual)) as sim:
+        with QuadSim(QuadSimConfig(drone_visual=visual)) as sim:
             sim.reset((0.0, 0.0, 1.0), 0.0)
-            imgs.append(sim.render())
+            st = sim.state
+            imgs.append(Camera(cam).render(sim.client, st.pos_w, st.R_wb))
     assert (imgs[0] != imgs[1]).any(axis=-1).sum() > 50
+    with pytest.raises(ValueError, match="in its own view"):
+        QuadSimConfig(camera=cam)
+    with pytest.raises(ValueError, match="in its own view"):
+        QuadSimConfig(camera=CameraConfig(offset_body_m=(0.05, 0.0, 0.0)))
+    QuadSimConfig(camera=cam, drone_visual=False)  # no body to see: allowed
 
 
 def test_render_is_deterministic():

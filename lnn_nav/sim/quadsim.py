@@ -92,6 +92,21 @@ class QuadSimConfig:
                 raise ValueError(
                     f"QuadSimConfig.{name}={getattr(self, name)!r}: expected a {cls.__name__}"
                 )
+        if self.drone_visual:
+            # The vehicle must lie nearer than the camera's near clipping plane
+            # (or behind it) so it never sees itself: bound the body by its
+            # collision cylinder and take its largest depth along the axis.
+            cam, veh = self.camera, self.vehicle
+            ct, st = math.cos(cam.tilt_up_rad), math.sin(cam.tilt_up_rad)
+            ox, _, oz = cam.offset_body_m
+            reach = veh.radius_m * ct + 0.5 * veh.body_height_m * abs(st) - (ox * ct + oz * st)
+            if reach >= cam.near_m:
+                raise ValueError(
+                    f"QuadSimConfig.camera.offset_body_m={cam.offset_body_m!r} "
+                    f"(tilt_up_rad={cam.tilt_up_rad}) puts the vehicle (radius "
+                    f"{veh.radius_m:.3f} m) in its own view; move the camera forward or "
+                    "set drone_visual=False"
+                )
 
     @property
     def substeps(self) -> int:
