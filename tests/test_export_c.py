@@ -229,3 +229,31 @@ def test_cross_compiles_for_cortex_m4f(tmp_path):
         check=True, capture_output=True,
     )
     assert obj.stat().st_size > 0
+
+
+@needs_gcc
+def test_double_build_follows_the_float64_reference(tmp_path):
+    """-DLTC_HEAD_DOUBLE: the same float32 weights, stepped in double, agree
+    with torch in float64 far inside the float32 tolerance."""
+    ltc = make_ltc()
+    arrays = ltc.export_arrays()  # float32 weights, as shipped
+    ref = LTC.from_dict(ltc.to_dict(), backend="torch")
+    ref.load_state_dict(ltc.state_dict())
+    ref = ref.double().eval()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(STEPS, ltc.input_size, generator=g, dtype=torch.float64)
+    x = x.float().double()  # features are float32 in the golden file
+    dt = ((1.0 / 30.0) * (0.75 + 0.75 * torch.rand(STEPS, generator=g))).double()
+    dt = dt.float().double()
+    state = ref.init_state(1)
+    outs = []
+    with torch.no_grad():
+        for t in range(STEPS):
+            y, state = ref.step(x[t : t + 1], state, dt[t : t + 1])
+            outs.append(y[0])
+    golden = Golden(dt.float().numpy(), x.float().numpy(), torch.stack(outs).float().numpy(),
+                    state[0].float().numpy())
+    write_c(tmp_path, CHeadSpec(arrays), golden)
+    binary = build_harness(tmp_path, tmp_path / "hd", double=True)
+    result = run_harness(binary, tmp_path / "golden.bin", tol=1e-6)
+    assert result.passed, result.output

@@ -427,7 +427,8 @@ def export_bundle(
     n_onnx = min(ONNX_GOLDEN_STEPS, frames.shape[0])
     state = policy.init_state(1)
     cmds, states = [], []
-    with torch.no_grad():
+    # the graph is a trace of the reference solver: its golden run uses the same
+    with torch.no_grad(), head_spec.reference_backend(policy):
         for t in range(n_onnx):
             cmd, state = policy.step(
                 torch.from_numpy(frames[t : t + 1]), state, torch.tensor([[float(dt[t])]])

@@ -200,13 +200,13 @@ def generate_c(spec: CHeadSpec, prefix: str = "ltc_head") -> CSources:
             stage_code.append(
                 "    {\n"
                 "        /* LayerNorm over the features (biased variance, as torch) */\n"
-                "        float mean = 0.0f, var = 0.0f;\n"
+                f"        {p}_real mean = 0, var = 0;\n"
                 f"        for (i = 0; i < {P}_NUM_INPUTS; ++i) mean += x[i];\n"
-                f"        mean /= (float){P}_NUM_INPUTS;\n"
-                f"        for (i = 0; i < {P}_NUM_INPUTS; ++i) {{ const float d = x[i] - mean; var += d * d; }}\n"
-                f"        var /= (float){P}_NUM_INPUTS;\n"
+                f"        mean /= ({p}_real){P}_NUM_INPUTS;\n"
+                f"        for (i = 0; i < {P}_NUM_INPUTS; ++i) {{ const {p}_real d = x[i] - mean; var += d * d; }}\n"
+                f"        var /= ({p}_real){P}_NUM_INPUTS;\n"
                 "        {\n"
-                f"            const float inv = 1.0f / sqrtf(var + {_c_float(op.eps)});\n"
+                f"            const {p}_real inv = 1 / {P}_SQRT(var + ({p}_real){_c_float(op.eps)});\n"
                 f"            for (i = 0; i < {P}_NUM_INPUTS; ++i) x[i] = (x[i] - mean) * inv;\n"
                 "        }\n"
                 "    }\n"
@@ -222,7 +222,7 @@ def generate_c(spec: CHeadSpec, prefix: str = "ltc_head") -> CSources:
                     f"    for (i = 0; i < {P}_NUM_INPUTS; ++i) x[i] = x[i] + {p}_in{idx}_bias[i];\n"
                 )
         elif op.kind == "tanh":
-            stage_code.append(f"    for (i = 0; i < {P}_NUM_INPUTS; ++i) x[i] = tanhf(x[i]);\n")
+            stage_code.append(f"    for (i = 0; i < {P}_NUM_INPUTS; ++i) x[i] = {P}_TANH(x[i]);\n")
         else:  # affine
             emit("float", f"in{idx}_weight", op.weight)  # type: ignore[arg-type]
             emit("float", f"in{idx}_bias", op.bias)  # type: ignore[arg-type]
@@ -286,58 +286,71 @@ def generate_c(spec: CHeadSpec, prefix: str = "ltc_head") -> CSources:
         + f"#endif /* {P}_H */\n"
     )
 
-    stack_bytes = 4 * (i_n + 4 * n)
+    # scratch: x (I) and v, s_num, s_den, cmt, v_next (N) in the working precision
+    stack_bytes = 4 * (i_n + 5 * n)
+    R = f"{p}_real"
     source = (
         banner
         + f'#include "{p}.h"\n\n#include <math.h>\n#include <stdint.h>\n\n'
+        + "/* Working precision. float (default) is what an FPU-less or single-precision\n"
+        + f" * MCU wants; -D{P}_DOUBLE computes each step in double (the weights stay\n"
+        + " * float32, the state between steps too), which follows the float64 reference\n"
+        + " * of the same weights to ~1e-7 instead of float32's ~1e-5. */\n"
+        + f"#ifdef {P}_DOUBLE\ntypedef double {R};\n#define {P}_EXP exp\n"
+        + f"#define {P}_SQRT sqrt\n#define {P}_TANH tanh\n#else\ntypedef float {R};\n"
+        + f"#define {P}_EXP expf\n#define {P}_SQRT sqrtf\n#define {P}_TANH tanhf\n#endif\n\n"
         + "/* Sensory and recurrent synapses are grouped by target neuron j: the edges\n"
         + " * of j are [start[j], start[j + 1]). Positive weights are already softplus'd. */\n"
         + "".join(arrays)
         + "\n"
         + f"void {p}_init_state(float state[{P}_STATE_SIZE])\n{{\n"
         + f"    int j;\n    for (j = 0; j < {P}_STATE_SIZE; ++j) state[j] = 0.0f;\n}}\n\n"
-        + f"static float {p}_sigmoid(float z) {{ return 1.0f / (1.0f + expf(-z)); }}\n\n"
+        + f"static {R} {p}_sigmoid({R} z) {{ return 1 / (1 + {P}_EXP(-z)); }}\n\n"
         + f"int {p}_step(const float features[{P}_NUM_INPUTS], float state[{P}_STATE_SIZE],\n"
         + f"             float dt_s, float out[{P}_NUM_OUTPUTS])\n{{\n"
-        + f"    float x[{P}_NUM_INPUTS];\n"
-        + f"    float s_num[{P}_STATE_SIZE], s_den[{P}_STATE_SIZE];\n"
-        + f"    float cmt[{P}_STATE_SIZE], v_next[{P}_STATE_SIZE];\n"
+        + f"    {R} x[{P}_NUM_INPUTS], v[{P}_STATE_SIZE];\n"
+        + f"    {R} s_num[{P}_STATE_SIZE], s_den[{P}_STATE_SIZE];\n"
+        + f"    {R} cmt[{P}_STATE_SIZE], v_next[{P}_STATE_SIZE];\n"
+        + f"    {R} h;\n"
         + "    int i, j, e, k;\n"
         + "    if (!(dt_s > 0.0f) || !isfinite(dt_s)) return -1;\n"
+        + f"    h = ({R})dt_s / ({R}){P}_ODE_UNFOLDS; /* sub-step, s */\n"
         + f"    for (i = 0; i < {P}_NUM_INPUTS; ++i) x[i] = features[i];\n"
+        + f"    for (j = 0; j < {P}_STATE_SIZE; ++j) v[j] = state[j];\n"
         + "".join(stage_code)
         + "    /* affine input map */\n"
         + f"    for (i = 0; i < {P}_NUM_INPUTS; ++i) x[i] = x[i] * {p}_input_w[i] + {p}_input_b[i];\n"
         + "    /* sensory drive: independent of the potentials, once per step */\n"
         + f"    for (j = 0; j < {P}_STATE_SIZE; ++j) {{\n"
-        + "        float num = 0.0f, den = 0.0f;\n"
+        + f"        {R} num = 0, den = 0;\n"
         + f"        for (e = {p}_sens_start[j]; e < {p}_sens_start[j + 1]; ++e) {{\n"
-        + f"            const float a = {p}_sens_w[e] * {p}_sigmoid({p}_sens_sigma[e] * (x[{p}_sens_src[e]] - {p}_sens_mu[e]));\n"
+        + f"            const {R} a = {p}_sens_w[e] * {p}_sigmoid({p}_sens_sigma[e] * (x[{p}_sens_src[e]] - {p}_sens_mu[e]));\n"
         + f"            num += a * {p}_sens_erev[e];\n"
         + "            den += a;\n"
         + "        }\n"
         + "        s_num[j] = num;\n        s_den[j] = den;\n"
-        + f"        cmt[j] = {p}_cm[j] / (dt_s / (float){P}_ODE_UNFOLDS);\n"
+        + f"        cmt[j] = {p}_cm[j] / h;\n"
         + "    }\n"
         + "    /* fused semi-implicit Euler, K sub-steps of dt / K */\n"
         + f"    for (k = 0; k < {P}_ODE_UNFOLDS; ++k) {{\n"
         + f"        for (j = 0; j < {P}_STATE_SIZE; ++j) {{\n"
-        + "            float num = 0.0f, den = 0.0f;\n"
+        + f"            {R} num = 0, den = 0;\n"
         + f"            for (e = {p}_rec_start[j]; e < {p}_rec_start[j + 1]; ++e) {{\n"
-        + f"                const float a = {p}_rec_w[e] * {p}_sigmoid({p}_rec_sigma[e] * (state[{p}_rec_src[e]] - {p}_rec_mu[e]));\n"
+        + f"                const {R} a = {p}_rec_w[e] * {p}_sigmoid({p}_rec_sigma[e] * (v[{p}_rec_src[e]] - {p}_rec_mu[e]));\n"
         + f"                num += a * {p}_rec_erev[e];\n"
         + "                den += a;\n"
         + "            }\n"
         + "            {\n"
-        + f"                const float top = cmt[j] * state[j] + {p}_gleak_vleak[j] + (num + s_num[j]);\n"
-        + f"                const float bottom = cmt[j] + {p}_gleak[j] + (den + s_den[j]);\n"
-        + f"                v_next[j] = top / (bottom + {_c_float(eps)});\n"
+        + f"                const {R} top = cmt[j] * v[j] + {p}_gleak_vleak[j] + (num + s_num[j]);\n"
+        + f"                const {R} bottom = cmt[j] + {p}_gleak[j] + (den + s_den[j]);\n"
+        + f"                v_next[j] = top / (bottom + ({R}){_c_float(eps)});\n"
         + "            }\n"
         + "        }\n"
-        + f"        for (j = 0; j < {P}_STATE_SIZE; ++j) state[j] = v_next[j];\n"
+        + f"        for (j = 0; j < {P}_STATE_SIZE; ++j) v[j] = v_next[j];\n"
         + "    }\n"
+        + f"    for (j = 0; j < {P}_STATE_SIZE; ++j) state[j] = (float)v[j];\n"
         + "    /* outputs: the first O neurons (motor), mapped affinely */\n"
-        + f"    for (i = 0; i < {P}_NUM_OUTPUTS; ++i) out[i] = state[i] * {p}_output_w[i] + {p}_output_b[i];\n"
+        + f"    for (i = 0; i < {P}_NUM_OUTPUTS; ++i) out[i] = (float)(v[i] * {p}_output_w[i] + {p}_output_b[i]);\n"
         + "    return 0;\n}\n"
     )
     return CSources(header, source, const_bytes, 4 * n, stack_bytes)
@@ -550,9 +563,14 @@ def find_c_compiler() -> str | None:
 
 
 def build_harness(
-    c_dir: str | Path, out_binary: str | Path, prefix: str = "ltc_head", compiler: str | None = None
+    c_dir: str | Path,
+    out_binary: str | Path,
+    prefix: str = "ltc_head",
+    compiler: str | None = None,
+    double: bool = False,
 ) -> Path:
-    """Compile `<prefix>.c` and `<prefix>_harness.c` in c_dir with the strict flags."""
+    """Compile `<prefix>.c` and `<prefix>_harness.c` in c_dir with the strict
+    flags; `double` builds the step in double precision (-D<PREFIX>_DOUBLE)."""
     import subprocess
 
     cc = compiler or find_c_compiler()
@@ -561,7 +579,7 @@ def build_harness(
     c_dir = Path(c_dir)
     out_binary = Path(out_binary)
     cmd = [
-        cc, *GCC_FLAGS, "-I", str(c_dir),
+        cc, *GCC_FLAGS, *([f"-D{prefix.upper()}_DOUBLE"] if double else []), "-I", str(c_dir),
         str(c_dir / f"{prefix}.c"), str(c_dir / f"{prefix}_harness.c"),
         "-o", str(out_binary), "-lm",
     ]
