@@ -65,6 +65,11 @@ RGB = tuple[float, float, float]
 # --------------------------------------------------------------------------
 # validation helpers: every message names the key, the value and what was expected
 # --------------------------------------------------------------------------
+def _show(v: Any) -> str:
+    """A value as the YAML user wrote it (lists, not tuples)."""
+    return repr(_to_plain(v))
+
+
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -80,7 +85,7 @@ def _check_num(key: str, v: Any, lo: float = -math.inf, hi: float = math.inf,
 def _check_range(key: str, v: Any, lo: float = -math.inf, hi: float = math.inf,
                  lo_open: bool = False) -> None:
     if not (isinstance(v, tuple) and len(v) == 2 and all(_num(x) for x in v)):
-        raise ValueError(f"{key}={v!r}: expected a range [low, high] of two finite numbers")
+        raise ValueError(f"{key}={_show(v)}: expected a range [low, high] of two finite numbers")
     for x in v:
         _check_num(key, x, lo, hi, lo_open)
     if v[0] > v[1]:
@@ -89,12 +94,12 @@ def _check_range(key: str, v: Any, lo: float = -math.inf, hi: float = math.inf,
 
 def _check_rgb(key: str, v: Any) -> None:
     if not (isinstance(v, tuple) and len(v) == 3 and all(_num(x) and 0 <= x <= 1 for x in v)):
-        raise ValueError(f"{key}={v!r}: expected an RGB triple of numbers in [0, 1]")
+        raise ValueError(f"{key}={_show(v)}: expected an RGB triple of numbers in [0, 1]")
 
 
 def _check_palette(key: str, v: Any, allow_empty: bool = False) -> None:
     if not isinstance(v, tuple) or (not v and not allow_empty):
-        raise ValueError(f"{key}={v!r}: expected a non-empty list of RGB triples")
+        raise ValueError(f"{key}={_show(v)}: expected a non-empty list of RGB triples")
     for i, c in enumerate(v):
         _check_rgb(f"{key}[{i}]", c)
 
@@ -103,7 +108,8 @@ def _check_count(key: str, v: Any, hi: int = 500) -> None:
     if not (isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) and not
                                                           isinstance(x, bool) for x in v)
             and 0 <= v[0] <= v[1] <= hi):
-        raise ValueError(f"{key}={v!r}: expected a range [low, high] of integers, 0 <= low <= high <= {hi}")
+        raise ValueError(f"{key}={_show(v)}: expected a range [low, high] of integers, "
+                         f"0 <= low <= high <= {hi}")
 
 
 # --------------------------------------------------------------------------
