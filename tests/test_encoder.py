@@ -1,0 +1,69 @@
+"""CNN encoder: shapes, budget, normalisation inside, validation, config round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lnn_nav.models.encoder import CNNEncoder, EncoderConfig
+from lnn_nav.models.policy import random_frames
+
+
+def test_default_encoder_within_budget_and_standardised():
+    enc = CNNEncoder()
+    assert enc.param_count() <= 30_000
+    frames = random_frames(6, 1, enc.config, seed=1)[:, 0]
+    feats = enc(frames)
+    assert feats.shape == (6, enc.feature_size) == (6, 112)
+    assert feats.dtype == torch.float32
+    # LayerNorm at the end: each frame's features have ~zero mean and ~unit std
+    torch.testing.assert_close(feats.mean(1), torch.zeros(6), atol=1e-4, rtol=0)
+    torch.testing.assert_close(feats.std(1, unbiased=False), torch.ones(6), atol=1e-2, rtol=0)
+
+
+def test_spatial_softmax_locates_a_bright_spot():
+    """Before the final LayerNorm, each keypoint is an (x, y) expectation in [-1, 1] that
+    moves with the image content: a bright spot moved right moves x to the right."""
+    enc = CNNEncoder(EncoderConfig(seed=3))
+    img = torch.zeros(2, 64, 64, 3, dtype=torch.uint8)
+    img[0, 28:36, 4:12] = 255   # spot on the left
+    img[1, 28:36, 52:60] = 255  # spot on the right
+    with torch.no_grad():
+        x = (img.permute(0, 3, 1, 2).float() / 255.0 - 0.5) * 4.0
+        kp = enc.pool(enc.conv(x)).reshape(2, -1, 2)
+    assert kp.abs().max() <= 1.0
+    # averaged over keypoints, the expected x follows the spot
+    assert kp[1, :, 0].mean() > kp[0, :, 0].mean()
+
+
+def test_avg_pooling_variant():
+    cfg = EncoderConfig(pooling="avg", keypoints=32)
+    enc = CNNEncoder(cfg)
+    assert enc.feature_size == 32
+    assert enc(random_frames(2, 1, cfg)[:, 0]).shape == (2, 32)
+
+
+def test_bad_images_raise():
+    enc = CNNEncoder()
+    with pytest.raises(ValueError, match="uint8"):
+        enc(torch.zeros(1, 64, 64, 3))
+    with pytest.raises(ValueError, match=r"\(B, 64, 64, 3\)"):
+        enc(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_config_round_trip_and_validation():
+    cfg = EncoderConfig(image_size=(48, 64), channels=(8, 16, 24), keypoints=10, seed=4)
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="pooling='max'"):
+        EncoderConfig(pooling="max")
+    with pytest.raises(ValueError, match="keypoints=0"):
+        EncoderConfig(keypoints=0)
+    enc = CNNEncoder(cfg)
+    assert enc(torch.zeros(3, 48, 64, 3, dtype=torch.uint8)).shape == (3, 20)
+
+
+def test_same_seed_same_weights():
+    a, b = CNNEncoder(EncoderConfig(seed=7)), CNNEncoder(EncoderConfig(seed=7))
+    c = CNNEncoder(EncoderConfig(seed=8))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.conv[0].weight, c.conv[0].weight)
