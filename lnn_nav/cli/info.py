@@ -20,9 +20,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def default_policy_description() -> str:
+    """Architecture and parameter counts (dense and effective) of the default NavPolicy."""
+    from lnn_nav.models.policy import NavPolicy, default_policy_config
+
+    return NavPolicy(default_policy_config()).describe()
+
+
 def run(args: argparse.Namespace) -> int:
     for name, version in package_versions().items():
         print(f"{name:24s} {version}")
+    print("\ndefault policy")
+    print(default_policy_description())
     return 0
 
 
