@@ -164,3 +164,29 @@ def test_wiring_rejects_inconsistent_edges():
             Wiring.from_dict(bad)
     with pytest.raises(ValueError, match="lacks keys"):
         Wiring.from_dict({"units": 3})
+
+
+def test_draw_wiring_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from lnn_nav.models.wiring_plot import draw_wiring, node_positions
+
+    w = AutoNCP(16, 12, 3, seed=1)
+    out = draw_wiring(w, tmp_path / "sub" / "wiring.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    sensory, neurons = node_positions(w)
+    assert (sensory[:, 0] == 0).all()
+    col = {"inter": 1, "command": 2, "motor": 3}
+    assert all(neurons[j, 0] == col[t] for j, t in enumerate(w.neuron_types))
+    with pytest.raises(ValueError, match="lnn_nav Wiring"):
+        draw_wiring(w.to_dict(), tmp_path / "bad.png")
+
+
+def test_info_cli_draws_the_default_wiring(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from lnn_nav.cli import main
+
+    out = tmp_path / "wiring.png"
+    assert main(["info", "--wiring", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert str(out) in capsys.readouterr().out

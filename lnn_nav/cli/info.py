@@ -32,9 +32,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:24s} {version}")
     print("\ndefault policy")
     print(default_policy_description())
+    if args.wiring:
+        from lnn_nav.models.wiring_plot import default_wiring, draw_wiring
+
+        print(f"\nwiring diagram written to {draw_wiring(default_wiring(), args.wiring)}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print versions and the default policy's architecture")
+    p.add_argument("--wiring", metavar="PATH", default=None,
+                   help="also draw the default policy's NCP wiring diagram to PATH (e.g. out.png)")
     p.set_defaults(func=run)
