@@ -257,3 +257,20 @@ def test_double_build_follows_the_float64_reference(tmp_path):
     binary = build_harness(tmp_path, tmp_path / "hd", double=True)
     result = run_harness(binary, tmp_path / "golden.bin", tol=1e-6)
     assert result.passed, result.output
+
+
+@needs_gcc
+def test_command_output_stage_matches_torch(tmp_path):
+    """With output_scale the step returns scale * tanh(y), a policy's command."""
+    ltc = make_ltc()
+    scale = np.array([2.0, 2.0, 1.0, 2.0], np.float32)
+    raw = torch_golden(ltc, lambda x: x)
+    # torch's float32 tanh, as NavPolicy computes it
+    golden = raw._replace(
+        outputs=(torch.tanh(torch.from_numpy(raw.outputs)) * torch.from_numpy(scale)).numpy()
+    )
+    write_c(tmp_path, CHeadSpec(ltc.export_arrays(), output_scale=scale), golden)
+    result = run_harness(build_harness(tmp_path, tmp_path / "h"), tmp_path / "golden.bin")
+    assert result.passed, result.output
+    with pytest.raises(ValueError, match=r"output_scale of shape \(3,\)"):
+        CHeadSpec(ltc.export_arrays(), output_scale=scale[:3])

@@ -21,6 +21,7 @@ from lnn_nav.export.bundle import (
     sha256_file,
     verify_bundle,
 )
+from lnn_nav.export.head_spec import reference_backend
 from lnn_nav.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES, OnnxStep, export_onnx
 
 ort = pytest.importorskip("onnxruntime")
@@ -81,7 +82,11 @@ def test_onnx_batch_with_mixed_dt_matches_torch(onnx_path, policy):
 def test_onnx_matches_torch_over_500_step_closed_loop_episode(onnx_path, policy):
     """The policy flies the simulator through PolicyController (torch); at every
     frame the ONNX graph, fed its own state, must give the same command and
-    state within 1e-5."""
+    state within 1e-5.
+
+    Torch runs the LTC's reference solver, the path the graph is a trace of;
+    the optional C++ kernel (a polynomial exp, ~1 ulp) drifts from it by about
+    1e-5 over 500 steps, which the LTC's own tests bound, not this one."""
     import gymnasium as gym
 
     import lnn_nav.sim  # noqa: F401
@@ -90,6 +95,20 @@ def test_onnx_matches_torch_over_500_step_closed_loop_episode(onnx_path, policy)
     runner = OnnxStep(onnx_path)
     ctrl = PolicyController(policy)
     limits: CommandLimits = env.unwrapped.limits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one frame at a time: a second thread only contends
+    try:
+        with reference_backend(policy):
+            errs = _fly(env, runner, ctrl, limits)
+    finally:
+        torch.set_num_threads(threads)
+        env.close()
+    max_err, moved = errs
+    assert moved > 0.0  # the policy commanded something
+    assert max_err <= 1e-5, max_err
+
+
+def _fly(env, runner, ctrl, limits) -> tuple[float, float]:
     seed = 0
     obs, _ = env.reset(seed=seed)
     state_o = runner.init_state(1)
@@ -111,9 +130,7 @@ def test_onnx_matches_torch_over_500_step_closed_loop_episode(onnx_path, policy)
             obs, _ = env.reset(seed=seed)
             ctrl.reset()
             state_o = runner.init_state(1)
-    env.close()
-    assert moved > 0.0  # the policy commanded something
-    assert max_err <= 1e-5, max_err
+    return max_err, moved
 
 
 @pytest.fixture(scope="module")

@@ -530,9 +530,9 @@ def export_bundle(
 
 
 def _head_output_doc(policy: Any) -> str:
-    doc = getattr(policy, "head_output_doc", None)
-    if isinstance(doc, str):
-        return doc
+    if getattr(policy, "command_scale", None) is not None:
+        return ("the command: forward, left, up [m/s], yaw_rate [rad/s], body FLU "
+                "(tanh of the motor outputs times the limits, as the policy computes it)")
     return "the head's raw outputs (before the policy's command scaling)"
 
 

@@ -38,7 +38,19 @@ def head_spec(policy_or_head: Any, name: str = "ltc head", extra: dict[str, str]
     encoder ends with its own LayerNorm), so there is no input stage to add.
     """
     core = _core_ltc(policy_or_head)
-    return CHeadSpec(core.export_arrays(), (), name=name, extra=dict(extra or {}))
+    return CHeadSpec(
+        core.export_arrays(), (), name=name, extra=dict(extra or {}),
+        output_scale=_command_scale(policy_or_head),
+    )
+
+
+def _command_scale(policy: Any) -> np.ndarray | None:
+    """(O,) float32: a NavPolicy's command is tanh(head output) * command_scale
+    (its limits per axis); None for a bare head."""
+    scale = getattr(policy, "command_scale", None)
+    if scale is None:
+        return None
+    return torch.as_tensor(scale).detach().float().numpy().copy()
 
 
 @contextmanager
@@ -97,11 +109,14 @@ def golden_from_features(
             raise ValueError(
                 f"encoder gives {feats.shape[1]} features, the head takes {core.input_size}"
             )
+        scale = _command_scale(policy)
+        scale_t = None if scale is None else torch.from_numpy(scale)
         state = core.init_state(1)
         outs = []
         for t in range(feats.shape[0]):
             y, state = core.step(feats[t : t + 1], state, dts[t : t + 1])
-            outs.append(y[0])
+            # the C step returns what the spec says: the command, or the raw output
+            outs.append(y[0] if scale_t is None else torch.tanh(y[0]) * scale_t)
         return Golden(
             dts.numpy().astype(np.float32),
             feats.numpy().astype(np.float32),
