@@ -221,3 +221,22 @@ def test_export_refuses_a_foreign_directory(policy, tmp_path):
         export_bundle(policy, tmp_path, frames, np.full(2, 1 / 30, np.float32))
     with pytest.raises(ValueError, match="frames"):
         export_bundle(policy, tmp_path / "new", frames[:, :5], np.full(2, 1 / 30, np.float32))
+
+
+@pytest.mark.slow
+def test_cli_export_then_verify(policy, tmp_path, capsys):
+    """`lnn-nav export --policy P --out DIR` on a saved checkpoint (golden frames
+    from a closed-loop simulator episode), then `lnn-nav export --verify DIR`."""
+    ckpt = policy.save(tmp_path / "policy.pt")
+    out = tmp_path / "bundle"
+    rc = cli_main(["export", "--policy", str(ckpt), "--out", str(out), "--golden-steps", "40"])
+    assert rc == 0
+    meta = read_metadata(out)
+    assert meta["policy"]["sha256"] == sha256_file(ckpt)
+    assert meta["c_head"]["golden_steps"] == 40
+    assert cli_main(["export", "--verify", str(out)]) == 0
+    assert "verified" in capsys.readouterr().out
+    # exporting again over the same bundle replaces it
+    assert cli_main(["export", "--policy", str(ckpt), "--out", str(out), "--golden-steps", "20"]) == 0
+    assert read_metadata(out)["c_head"]["golden_steps"] == 20
+    assert cli_main(["export", "--policy", str(ckpt)]) == 2  # --out missing: a ValueError

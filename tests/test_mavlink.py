@@ -227,3 +227,45 @@ def test_bridge_loopback_with_pymavlink_peer(tmp_path):
     assert any("heartbeat back" in s for s in said), said
     assert report.link_losses == 1
     assert report.setpoints_sent >= len(received)
+
+
+def test_cli_fly_mavlink_streams_a_saved_policy(tmp_path):
+    """`lnn-nav fly-mavlink --policy P --connect udpout:... --camera VIDEO` with a
+    fresh default policy: set-points arrive, within the policy's limits."""
+    policy_mod = pytest.importorskip("lnn_nav.models.policy")
+    from lnn_nav.cli import main as cli_main
+
+    torch.manual_seed(0)
+    policy = policy_mod.NavPolicy(policy_mod.default_policy_config())
+    ckpt = policy.save(tmp_path / "policy.pt")
+    video = tmp_path / "clip.avi"
+    write_video(video, 30, size=(64, 64))
+    port = free_udp_port()
+    peer = mavutil.mavlink_connection(f"udpin:127.0.0.1:{port}", source_system=1, source_component=1)
+    rc: list[int] = []
+    argv = ["fly-mavlink", "--policy", str(ckpt), "--connect", f"udpout:127.0.0.1:{port}",
+            "--camera", str(video), "--loop", "--duration-s", "2.0", "--connect-timeout-s", "20"]
+    thread = threading.Thread(target=lambda: rc.append(cli_main(argv)), daemon=True)
+    thread.start()
+    got = []
+    deadline = time.monotonic() + 30.0
+    last_hb = 0.0
+    try:
+        while thread.is_alive() and time.monotonic() < deadline:
+            if time.monotonic() - last_hb > 0.2:
+                peer.mav.heartbeat_send(mavlink.MAV_TYPE_QUADROTOR, mavlink.MAV_AUTOPILOT_PX4, 0, 0, 0)
+                last_hb = time.monotonic()
+            msg = peer.recv_match(type="SET_POSITION_TARGET_LOCAL_NED", blocking=True, timeout=0.05)
+            if msg is not None:
+                got.append(msg)
+        thread.join(timeout=10.0)
+    finally:
+        peer.close()
+    assert rc == [0]
+    assert len(got) >= 20
+    lim = policy.limits
+    for m in got:
+        assert m.coordinate_frame == mavlink.MAV_FRAME_BODY_NED
+        assert abs(m.vx) <= lim.max_horizontal + 1e-6 and abs(m.vy) <= lim.max_horizontal + 1e-6
+        assert abs(m.vz) <= lim.max_vertical + 1e-6 and abs(m.yaw_rate) <= lim.max_yaw_rate + 1e-6
+    assert any(abs(m.vx) > 0 or abs(m.yaw_rate) > 0 for m in got)
