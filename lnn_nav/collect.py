@@ -34,7 +34,13 @@ from lnn_nav.data import (
     write_manifest,
 )
 from lnn_nav.expert import TASKS, ExpertConfig, Task
-from lnn_nav.rollout import NoiseConfig, expert_for_env, make_env, run_episode
+from lnn_nav.rollout import (
+    NoiseConfig,
+    SimTimeController,
+    expert_for_env,
+    make_env,
+    run_episode,
+)
 
 
 @dataclass(frozen=True)
@@ -79,18 +85,28 @@ def _episode_seeds(episodes: int | Sequence[int]) -> list[int]:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(task: Task, family: str, split: str, expert_cfg: dict[str, Any]) -> None:
+def _worker_init(task: Task, family: str, split: str, expert_cfg: dict[str, Any],
+                 learner_policy: str | None = None) -> None:
     # one BLAS/torch thread per worker: the workers themselves are the parallelism
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     env = make_env(task, family, split)
     _WORKER["env"] = env
     _WORKER["expert"] = expert_for_env(env, ExpertConfig.from_dict(expert_cfg))
+    _WORKER["learner"] = None
+    if learner_policy is not None:
+        import torch
+
+        from lnn_nav.models.policy import NavPolicy
+
+        torch.set_num_threads(1)
+        _WORKER["learner"] = SimTimeController(NavPolicy.load(learner_policy))
 
 
-def _worker_run(job: tuple[int, dict[str, Any], str]) -> tuple[int, str, int]:
-    seed, noise_dict, out_dir = job
+def _worker_run(job: tuple[int, dict[str, Any], str, float, int]) -> tuple[int, str, int]:
+    seed, noise_dict, out_dir, beta, rng_stream = job
     noise = NoiseConfig.from_dict(noise_dict)
-    ep = run_episode(_WORKER["env"], seed, _WORKER["expert"], noise=noise)
+    ep = run_episode(_WORKER["env"], seed, _WORKER["expert"], noise=noise,
+                     learner=_WORKER["learner"], beta=beta, rng_stream=rng_stream)
     save_episode(Path(out_dir), ep)
     return seed, ep.termination, len(ep)
 
@@ -108,7 +124,7 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
     old = read_manifest(out_dir).get("produced_by", {})
     if not isinstance(old, dict):
         return
-    keys = ("task", "family", "split", "noise", "expert")
+    keys = ("task", "family", "split", "noise", "expert", "learner")
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
     if diff:
         detail = "; ".join(f"{k}: on disk {old[k]!r}, now {produced_by[k]!r}" for k in diff)
@@ -128,6 +144,9 @@ def collect(
     workers: int = 1,
     task: Task = "fly",
     expert_config: ExpertConfig | None = None,
+    learner_policy: str | Path | None = None,
+    beta: float = 1.0,
+    rng_stream: int = 0,
     progress: bool = True,
 ) -> CollectSummary:
     """Fly the expert on scenes of (family, split) and write the episodes to out_dir.
@@ -136,6 +155,9 @@ def collect(
     noise: DART noise std as a fraction of the command limits, or a NoiseConfig.
     workers: processes, each with its own environment (1 = in this process).
     task: "fly" (FlyToTarget) or "follow" (FollowTarget).
+    learner_policy: a saved NavPolicy flown (through PolicyController) with
+        probability 1 - beta per step, while the expert labels every frame:
+        the rollouts of a DAgger round. rng_stream separates their draws.
     Returns a summary; the manifest is rewritten even when interrupted.
     """
     if task not in TASKS:
@@ -154,7 +176,17 @@ def collect(
         "split": str(split),
         "noise": noise_cfg.to_dict(),
         "expert": expert_cfg.to_dict(),
+        "learner": None,
     }
+    if learner_policy is not None:
+        from lnn_nav.models.policy import NavPolicy
+
+        info = NavPolicy.file_info(learner_policy)
+        produced_by["learner"] = {"policy": str(learner_policy), "beta": float(beta),
+                                  "rng_stream": int(rng_stream),
+                                  "weights_sha256": info.get("weights_sha256")}
+    elif beta != 1.0:
+        raise ValueError(f"beta={beta}: without a learner_policy the expert must fly (beta=1)")
     _check_same_settings(out, produced_by)
     removed = remove_partial_files(out)
     present = {p.name for p in episodes_on_disk(out)}
@@ -164,7 +196,8 @@ def collect(
     done = 0
     try:
         for seed, termination, n in _run_jobs(task, family, split, todo, noise_cfg, expert_cfg,
-                                              out, workers, progress):
+                                              out, workers, progress, learner_policy, beta,
+                                              rng_stream):
             terminations[termination] += 1
             steps += n
             done += 1
@@ -175,18 +208,20 @@ def collect(
 
 
 def _run_jobs(task: Task, family: str, split: str, seeds: list[int], noise: NoiseConfig,
-              expert_cfg: ExpertConfig, out: Path, workers: int,
-              progress: bool) -> Iterator[tuple[int, str, int]]:
+              expert_cfg: ExpertConfig, out: Path, workers: int, progress: bool,
+              learner_policy: str | Path | None = None, beta: float = 1.0,
+              rng_stream: int = 0) -> Iterator[tuple[int, str, int]]:
     from tqdm import tqdm
 
-    jobs = [(s, noise.to_dict(), str(out)) for s in seeds]
+    learner = None if learner_policy is None else str(learner_policy)
+    jobs = [(s, noise.to_dict(), str(out), float(beta), int(rng_stream)) for s in seeds]
     bar = tqdm(total=len(jobs), desc=f"collect {family}/{split}", unit="ep", disable=not progress)
     counts: Counter[str] = Counter()
     try:
         if not jobs:
             return
         if workers == 1:
-            _worker_init(task, str(family), split, expert_cfg.to_dict())
+            _worker_init(task, str(family), split, expert_cfg.to_dict(), learner)
             try:
                 for job in jobs:
                     result = _worker_run(job)
@@ -200,7 +235,7 @@ def _run_jobs(task: Task, family: str, split: str, seeds: list[int], noise: Nois
         # spawn, not fork: PyBullet and torch state must not be copied into children
         ctx = mp.get_context("spawn")
         with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init,
-                      initargs=(task, str(family), split, expert_cfg.to_dict())) as pool:
+                      initargs=(task, str(family), split, expert_cfg.to_dict(), learner)) as pool:
             for result in pool.imap_unordered(_worker_run, jobs):
                 counts[result[1]] += 1
                 bar.set_postfix(counts, refresh=False)

@@ -56,6 +56,29 @@ class Learner(Protocol):
     def step(self, image: np.ndarray, dt: float) -> VelocityCommand: ...
 
 
+class SimTimeController:
+    """A `PolicyController` whose watchdog clock is the simulation's time.
+
+    The controller's stale-frame watchdog measures the gap between frames; in
+    simulation that gap must be simulated seconds, not wall-clock seconds, or a
+    busy machine would trip the watchdog and results would depend on load.
+    """
+
+    def __init__(self, policy: Any, **controller_kwargs: Any) -> None:
+        from lnn_nav.controller import PolicyController
+
+        self.time_s = 0.0
+        self.controller = PolicyController(policy, clock=lambda: self.time_s, **controller_kwargs)
+
+    def reset(self) -> None:
+        self.time_s = 0.0
+        self.controller.reset()
+
+    def step(self, image: np.ndarray, dt: float) -> VelocityCommand:
+        self.time_s += dt
+        return self.controller.step(image, dt)
+
+
 @dataclass(frozen=True)
 class NoiseConfig:
     """DART-style noise on the executed expert command: a per-axis Ornstein-Uhlenbeck

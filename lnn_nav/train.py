@@ -1,0 +1,524 @@
+"""Sequence behaviour cloning with truncated back-propagation through time.
+
+The learner sees windows of `burn_in + window` consecutive frames: the first
+`burn_in` steps only warm the recurrent state (no loss), the loss is the
+mean-squared error of the next `window` commands, normalised by the command
+limits so every axis weighs the same. The real dt of every frame is fed to the
+head.
+
+A run directory holds `checkpoint.pt` (model, optimiser, schedule, every RNG
+state, written atomically every `checkpoint_every` steps), `metrics.csv`,
+TensorBoard events when tensorboard is installed, and `policy.pt` at the end.
+`resume=True` continues from the checkpoint and ends with the same weights as
+an uninterrupted run of the same seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from lnn_nav.augment import AugmentConfig, augment_window
+from lnn_nav.data import Episode, atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Knobs of one behaviour-cloning phase."""
+
+    steps: int = 1500
+    """Optimiser steps."""
+    batch_size: int = 16
+    """Windows per batch."""
+    window: int = 32
+    """Steps per window that carry a loss (truncated BPTT length)."""
+    burn_in: int = 8
+    """Steps before each window that only warm up the recurrent state."""
+    lr: float | None = None
+    """Base learning rate; None takes the head's default."""
+    lr_min_fraction: float = 0.05
+    """The cosine schedule decays the learning rate to this fraction of the base."""
+    warmup_steps: int = 50
+    """Linear learning-rate warm-up at the start of the phase."""
+    grad_clip: float = 1.0
+    """Max global gradient norm."""
+    val_every: int = 250
+    """Steps between validation passes."""
+    val_windows: int = 64
+    """Windows per validation pass (a fixed set drawn once)."""
+    checkpoint_every: int = 100
+    """Steps between atomic checkpoints."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Image augmentation, drawn per window."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "window", "val_every", "val_windows", "checkpoint_every"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v > 0):
+                raise ValueError(f"BCConfig.{name}={v!r}: expected an integer > 0")
+        for name in ("burn_in", "warmup_steps"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 0):
+                raise ValueError(f"BCConfig.{name}={v!r}: expected an integer >= 0")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"BCConfig.lr={self.lr!r}: expected None or a finite value > 0")
+        if not 0 < self.lr_min_fraction <= 1:
+            raise ValueError(f"BCConfig.lr_min_fraction={self.lr_min_fraction}: expected (0, 1]")
+        if not self.grad_clip > 0:
+            raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> BCConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown BC keys {sorted(unknown)}; expected some of {sorted(known)}")
+        d = dict(d)
+        if "augment" in d:
+            d["augment"] = AugmentConfig.from_dict(d["augment"])  # type: ignore[arg-type]
+        return cls(**d)  # type: ignore[arg-type]
+
+
+class Batch(NamedTuple):
+    """frames: (B, T, H, W, 3) uint8; dt: (B, T) s; target: (B, T, 4) commands in
+    limit units (-1..1); weight: (B, T) 1 where the step carries loss, else 0."""
+
+    frames: torch.Tensor
+    dt: torch.Tensor
+    target: torch.Tensor
+    weight: torch.Tensor
+
+
+class WindowSampler:
+    """Draws training windows from in-memory episodes.
+
+    Every window spans `burn_in + window` steps; windows that start near the
+    beginning of an episode start from the true initial state (zero burn-in
+    needed), so the start of flight, where the search happens, is covered.
+    """
+
+    def __init__(self, episodes: list[Episode], cfg: BCConfig, command_scale: np.ndarray):
+        if not episodes:
+            raise ValueError("no episodes to train on: expected at least one demonstration")
+        self.episodes = episodes
+        self.cfg = cfg
+        self.span = cfg.burn_in + cfg.window
+        self.scale = np.asarray(command_scale, np.float32)
+        lengths = np.array([len(e) for e in episodes])
+        # Each valid start position of each episode is equally likely.
+        self.starts_per_episode = np.maximum(lengths - cfg.window, 1)
+        self.cum = np.cumsum(self.starts_per_episode)
+
+    def draw(self, rng: np.random.Generator, batch_size: int, augment: bool) -> Batch:
+        span, burn = self.span, self.cfg.burn_in
+        h, w = self.episodes[0].frames.shape[1:3]
+        frames = np.zeros((batch_size, span, h, w, 3), np.uint8)
+        dt = np.full((batch_size, span), 1.0 / 30.0, np.float32)
+        target = np.zeros((batch_size, span, 4), np.float32)
+        weight = np.zeros((batch_size, span), np.float32)
+        for b in range(batch_size):
+            k = int(rng.integers(self.cum[-1]))
+            i = int(np.searchsorted(self.cum, k, side="right"))
+            ep = self.episodes[i]
+            loss_start = k - (self.cum[i - 1] if i else 0)
+            begin = max(0, loss_start - burn)
+            end = min(len(ep), loss_start + self.cfg.window)
+            n = end - begin
+            # Left-aligned: a window that starts at the episode start begins
+            # from the true zero state; padding after the end carries no loss.
+            clip = ep.frames[begin:end]
+            frames[b, :n] = augment_window(clip, self.cfg.augment, rng) if augment else clip
+            frames[b, n:] = frames[b, n - 1]
+            dt[b, :n] = ep.dt[begin:end]
+            target[b, :n] = ep.expert[begin:end] / self.scale
+            weight[b, loss_start - begin : n] = 1.0
+        return Batch(
+            torch.from_numpy(frames), torch.from_numpy(dt),
+            torch.from_numpy(np.clip(target, -1, 1)), torch.from_numpy(weight),
+        )
+
+
+def sequence_loss(policy: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Weighted MSE of the policy's commands in limit units, from a zero state
+    (burn-in and padding steps have weight 0)."""
+    commands, _ = policy(batch.frames, None, batch.dt)
+    scale = torch.as_tensor(policy.limits.scale(), dtype=commands.dtype)
+    err = (commands / scale - batch.target) ** 2
+    w = batch.weight.unsqueeze(-1)
+    return (err * w).sum() / (w.sum() * 4).clamp_min(1.0)
+
+
+def lr_at(step: int, cfg: BCConfig) -> float:
+    """Multiplier of the base learning rate: linear warm-up, then cosine decay."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr_min_fraction + (1 - cfg.lr_min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+
+
+class MetricsLog:
+    """metrics.csv (rows past a resumed step are dropped) plus TensorBoard if available."""
+
+    COLUMNS = ("phase", "step", "loss", "val_loss", "lr", "grad_norm", "windows_per_s")
+
+    def __init__(self, run_dir: Path, resume_phase: str | None, resume_step: int):
+        self.path = run_dir / "metrics.csv"
+        rows = []
+        if self.path.exists() and resume_phase is not None:
+            with self.path.open() as f:
+                for row in csv.DictReader(f):
+                    if row["phase"] == resume_phase and int(row["step"]) > resume_step:
+                        continue
+                    rows.append(row)
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        except ImportError:
+            pass
+
+    def write(self, **row: object) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.COLUMNS).writerow(row)
+        if self.tb is not None:
+            gstep = int(row["step"])  # type: ignore[arg-type]
+            for k in ("loss", "val_loss", "lr", "grad_norm", "windows_per_s"):
+                v = row.get(k)
+                if v not in (None, ""):
+                    self.tb.add_scalar(f"{row['phase']}/{k}", float(v), gstep)  # type: ignore[arg-type]
+            self.tb.flush()
+
+
+def train_bc(
+    policy: torch.nn.Module,
+    train_episodes: list[Episode],
+    val_episodes: list[Episode],
+    cfg: BCConfig,
+    run_dir: Path,
+    phase: str,
+    seed: int,
+    base_lr: float,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train `policy` in place for one phase; returns final train/val loss.
+
+    `phase` names the phase in checkpoints and metrics (e.g. "bc", "dagger1"),
+    so a resumed multi-phase run knows which phases are finished.
+    """
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / f"checkpoint_{phase}.pt"
+    scale = policy.limits.scale()
+    sampler = WindowSampler(train_episodes, cfg, scale)
+    val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale)
+    val_batch = val_sampler.draw(np.random.default_rng(seed + 1_000_003), cfg.val_windows, augment=False)
+
+    if cfg.lr is not None:
+        base_lr = cfg.lr
+    optimizer = torch.optim.Adam(policy_param_groups(policy, base_lr))
+    group_lrs = [g["lr"] for g in optimizer.param_groups]
+    rng = np.random.default_rng([seed, sum(map(ord, phase))])
+    gen_state = None
+    start = 0
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        policy.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        gen_state = ck["torch_rng"]
+        start = ck["step"]
+    if gen_state is not None:
+        torch.set_rng_state(gen_state)
+    log = MetricsLog(run_dir, phase if resume else None, start)
+
+    def validate() -> float:
+        policy.eval()
+        with torch.no_grad():
+            v = float(sequence_loss(policy, val_batch))
+        policy.train()
+        return v
+
+    val_loss = float("nan")
+    loss_value = float("nan")
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=phase, disable=not progress)
+    policy.train()
+    t_last = time.perf_counter()
+    for step in bar:
+        for g, lr0 in zip(optimizer.param_groups, group_lrs):
+            g["lr"] = lr0 * lr_at(step, cfg)
+        batch = sampler.draw(rng, cfg.batch_size, augment=True)
+        loss = sequence_loss(policy, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+        optimizer.step()
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"{phase} step {step}: loss became {loss_value}")
+        done = step + 1
+        row: dict[str, object] = {"phase": phase, "step": done, "loss": f"{loss_value:.6f}",
+                                  "lr": f"{optimizer.param_groups[0]['lr']:.3e}",
+                                  "grad_norm": f"{grad_norm:.4f}", "val_loss": "", "windows_per_s": ""}
+        if done % cfg.val_every == 0 or done == cfg.steps:
+            val_loss = validate()
+            row["val_loss"] = f"{val_loss:.6f}"
+        if done % 20 == 0:
+            now = time.perf_counter()
+            row["windows_per_s"] = f"{20 * cfg.batch_size / (now - t_last):.1f}"
+            t_last = now
+        log.write(**row)
+        bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{val_loss:.4f}")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save_checkpoint(ckpt_path, {
+                "step": done, "model": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            })
+    if start >= cfg.steps:
+        val_loss = validate()
+    return {"loss": loss_value, "val_loss": val_loss}
+
+
+# ----------------------------------------------------------------------------- the full run
+
+DEFAULT_LR = {"ltc": 3e-3, "cfc": 3e-3, "lstm": 3e-3, "gru": 3e-3, "mlp": 3e-3}
+"""Base Adam learning rate per head kind (the LTC head scales some of its own
+parameter groups relative to it, see `LTCHead.param_groups`)."""
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """DAgger: fly the learner, label what it sees with the expert, aggregate, retrain."""
+
+    rounds: int = 3
+    """Rounds after the behaviour-cloning phase (0 = behaviour cloning only)."""
+    episodes_per_round: int = 60
+    """Learner rollouts per round."""
+    beta0: float = 0.5
+    """Probability that the expert flies a step in round 1."""
+    beta_decay: float = 0.5
+    """beta of round r is beta0 * beta_decay ** (r - 1)."""
+    steps_per_round: int = 500
+    """Optimiser steps of retraining after each round (warm-started)."""
+
+    def __post_init__(self) -> None:
+        for name in ("rounds",):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 0):
+                raise ValueError(f"DaggerConfig.{name}={v!r}: expected an integer >= 0")
+        for name in ("episodes_per_round", "steps_per_round"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v > 0):
+                raise ValueError(f"DaggerConfig.{name}={v!r}: expected an integer > 0")
+        for name in ("beta0", "beta_decay"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"DaggerConfig.{name}={v!r}: expected a value in [0, 1]")
+
+    def beta(self, round_index: int) -> float:
+        """round_index counts from 1."""
+        return self.beta0 * self.beta_decay ** (round_index - 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `lnn-nav train` needs; loaded from YAML, every key optional."""
+
+    head: str = "ltc"
+    """Head kind: ltc, cfc, lstm, gru or mlp (baselines sized to the LTC's dense count)."""
+    seed: int = 0
+    """Seeds the model initialisation, batch sampling, augmentation and rollouts."""
+    family: str = "forest"
+    """Scene family flown for demonstrations and DAgger (name or YAML path)."""
+    demo_episodes: int = 300
+    """Expert demonstrations from the `train` split (scene indices 0..n-1)."""
+    demo_noise: float = 0.3
+    """DART noise std on the executed command, as a fraction of the limits."""
+    val_episodes: int = 20
+    """Expert episodes from the `val` split for the validation loss."""
+    data_dir: str = "data"
+    """Where demonstrations are collected; shared between runs with the same settings."""
+    out: str = "runs/ltc-ncp"
+    """Run directory: checkpoints, metrics, rollouts of the learner, final policy.pt."""
+    workers: int = 2
+    """Processes for collection and rollouts."""
+    threads: int = 2
+    """torch threads for training."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    """The behaviour-cloning phase."""
+    dagger: DaggerConfig = field(default_factory=DaggerConfig)
+    """The DAgger rounds that follow."""
+
+    def __post_init__(self) -> None:
+        from lnn_nav.models.heads import HEAD_KINDS
+
+        if self.head not in HEAD_KINDS:
+            raise ValueError(f"TrainConfig.head={self.head!r}: expected one of {HEAD_KINDS}")
+        for name in ("demo_episodes", "val_episodes", "workers", "threads"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v > 0):
+                raise ValueError(f"TrainConfig.{name}={v!r}: expected an integer > 0")
+        if not 0.0 <= self.demo_noise < 1.0:
+            raise ValueError(f"TrainConfig.demo_noise={self.demo_noise}: expected [0, 1)")
+        if isinstance(self.bc, dict):
+            object.__setattr__(self, "bc", BCConfig.from_dict(self.bc))
+        if isinstance(self.dagger, dict):
+            object.__setattr__(self, "dagger", DaggerConfig(**self.dagger))
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["bc"] = self.bc.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object], source: str = "config") -> TrainConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {unknown}; expected some of {sorted(known)}")
+        if isinstance(d.get("dagger"), dict):
+            dk = {f.name for f in fields(DaggerConfig)}
+            bad = sorted(set(d["dagger"]) - dk)  # type: ignore[arg-type]
+            if bad:
+                raise ValueError(f"{source}: unknown keys dagger.{bad}; expected some of {sorted(dk)}")
+        try:
+            return cls(**d)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such training config")
+        d = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a mapping of TrainConfig keys, got {type(d).__name__}")
+        return cls.from_dict(d, source=str(path))
+
+
+def make_policy(head: str, seed: int):
+    """A fresh policy: the default LTC-NCP, or a baseline head at the same budget."""
+    from lnn_nav.models.policy import NavPolicy, baseline_policy_config, default_policy_config
+
+    cfg = default_policy_config(seed) if head == "ltc" else baseline_policy_config(head, seed)
+    torch.manual_seed(seed)
+    return NavPolicy(cfg)
+
+
+def policy_param_groups(policy: torch.nn.Module, base_lr: float) -> list[dict]:
+    """Encoder at base_lr; the head's own groups (the LTC scales some of its own)."""
+    return [{"params": list(policy.encoder.parameters()), "lr": base_lr, "name": "encoder"},
+            *policy.head.param_groups(base_lr)]
+
+
+def _demo_dir(cfg: TrainConfig, split: str, episodes: int, noise: float) -> Path:
+    fam = Path(cfg.family).stem
+    return Path(cfg.data_dir) / f"{fam}-{split}-n{episodes}-noise{noise:g}"
+
+
+def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Collect demonstrations, behaviour-clone, then DAgger rounds; returns the
+    path of the final policy. Every stage is resumable: collections skip
+    episodes on disk, finished phases are skipped, an interrupted phase
+    continues from its last checkpoint."""
+    import json
+
+    from lnn_nav.collect import collect
+    from lnn_nav.data import atomic_write_json, load_dataset
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "train_config.json"
+    if cfg_path.exists() and not resume:
+        raise ValueError(f"{out} already holds a run; pass resume=True (--resume) or another --out")
+    if cfg_path.exists() and json.loads(cfg_path.read_text()) != cfg.to_dict():
+        raise ValueError(f"{cfg_path}: the run on disk used another configuration; use another --out")
+    atomic_write_json(cfg_path, cfg.to_dict())
+    t0 = time.perf_counter()
+    timings = _read_json(out / "timings.json")
+
+    demo = _demo_dir(cfg, "train", cfg.demo_episodes, cfg.demo_noise)
+    val = _demo_dir(cfg, "val", cfg.val_episodes, 0.0)
+    collect(cfg.family, "train", cfg.demo_episodes, demo, noise=cfg.demo_noise,
+            workers=cfg.workers, progress=progress)
+    collect(cfg.family, "val", cfg.val_episodes, val, noise=0.0, workers=cfg.workers,
+            progress=progress)
+    timings["collect_s"] = timings.get("collect_s", 0.0) + time.perf_counter() - t0
+
+    policy = make_policy(cfg.head, cfg.seed)
+    train_eps = load_dataset([demo])
+    val_eps = load_dataset([val])
+    phases = [("bc", cfg.bc)] + [
+        (f"dagger{r}", BCConfig.from_dict({**cfg.bc.to_dict(), "steps": cfg.dagger.steps_per_round,
+                                           "warmup_steps": 0}))
+        for r in range(1, cfg.dagger.rounds + 1)
+    ]
+    history = []
+    for i, (phase, bc_cfg) in enumerate(phases):
+        if i > 0:
+            # Learner rollouts with the policy as it stands, labelled by the expert.
+            r = i
+            learner_path = out / f"policy_after_{phases[i - 1][0]}.pt"
+            if not learner_path.exists():
+                policy.save(learner_path)
+            t1 = time.perf_counter()
+            roll_dir = out / f"rollouts_{phase}"
+            first = cfg.demo_episodes + (r - 1) * cfg.dagger.episodes_per_round
+            collect(cfg.family, "train", list(range(first, first + cfg.dagger.episodes_per_round)),
+                    roll_dir, workers=cfg.workers, progress=progress,
+                    learner_policy=learner_path, beta=cfg.dagger.beta(r), rng_stream=r)
+            timings[f"rollouts_{phase}_s"] = time.perf_counter() - t1
+            train_eps = train_eps + load_dataset([roll_dir])
+        t1 = time.perf_counter()
+        ck = out / f"checkpoint_{phase}.pt"
+        if i > 0 and not ck.exists():
+            prev = torch.load(out / f"checkpoint_{phases[i - 1][0]}.pt", weights_only=False)
+            policy.load_state_dict(prev["model"])
+        result = train_bc(policy, train_eps, val_eps, bc_cfg, out, phase,
+                          seed=cfg.seed + 7919 * i, base_lr=DEFAULT_LR[cfg.head], resume=True,
+                          progress=progress)
+        timings[f"train_{phase}_s"] = timings.get(f"train_{phase}_s", 0.0) + time.perf_counter() - t1
+        history.append({"phase": phase, **result, "train_episodes": len(train_eps)})
+        policy.save(out / f"policy_after_{phase}.pt")
+        atomic_write_json(out / "timings.json", timings)
+    final = policy.save(out / "policy.pt")
+    timings["total_s"] = sum(v for k, v in timings.items() if k != "total_s")
+    atomic_write_json(out / "timings.json", timings)
+    atomic_write_json(out / "history.json", history)
+    return final
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text()) if path.exists() else {}
