@@ -333,6 +333,20 @@ def test_kernel_saves_far_less_for_backward_than_ncps():
     assert saved_bytes(ltc) * 5 < saved_bytes(ref)
 
 
+def test_deepcopy_and_pickle_after_inference():
+    import copy
+    import pickle
+
+    ltc = LTC(AutoNCP(4, 9, 2), seed=0)
+    x, h = torch.randn(1, 4), torch.zeros(1, 9)
+    with torch.no_grad():
+        y, _ = ltc.step(x, h, 0.1)  # fills the inference cache
+        for twin in (copy.deepcopy(ltc), pickle.loads(pickle.dumps(ltc))):
+            assert torch.equal(twin.step(x, h, 0.1)[0], y)
+            twin.output_b.add_(1.0)  # the copy owns its parameters
+            assert torch.equal(ltc.step(x, h, 0.1)[0], y)
+
+
 def test_init_state_and_shapes():
     ltc = LTC(AutoNCP(3, 8, 2), seed=0)
     assert (ltc.input_size, ltc.state_size, ltc.output_size) == (3, 8, 2)

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.autograd.function import once_differentiable
 
 _SOURCE = r"""
 #include <algorithm>
@@ -619,6 +620,7 @@ class _LTCFunction(torch.autograd.Function):
         return y, h_t
 
     @staticmethod
+    @once_differentiable  # the C++ backward is not itself differentiable: say so if asked
     def backward(ctx, gy, gh_t):  # type: ignore[override]
         s: Structure = ctx.structure
         x_, h0_, dt_, trace, *ps = ctx.saved_tensors

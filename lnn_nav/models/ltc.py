@@ -222,6 +222,13 @@ class LTC(nn.Module):
         self.output_w = nn.Parameter(torch.full((n_o,), init.output_w))
         self.output_b = nn.Parameter(torch.full((n_o,), init.output_b))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The inference cache holds raw pointers (ctypes), which cannot be pickled or
+        # deep-copied and would be stale in the copy anyway; it is rebuilt on demand.
+        state = dict(self.__dict__)
+        state.pop("_infer_cache", None)
+        return state
+
     # ------------------------------------------------------------ properties
     @property
     def backend(self) -> str:
