@@ -17,8 +17,8 @@ from lnn_nav.bridges.mavlink import (
     MAV_FRAME_BODY_NED,
     TYPE_MASK_VELOCITY_YAW_RATE,
     BridgeConfig,
-    fly_mavlink,
     flu_to_frd,
+    fly_mavlink,
 )
 from lnn_nav.command import CommandLimits, VelocityCommand
 from lnn_nav.controller import PolicyController, SlewLimits
@@ -162,7 +162,7 @@ def test_bridge_loopback_with_pymavlink_peer(tmp_path):
                 stop=stop,
                 log=said.append,
             )
-        except BaseException as exc:  # surfaced in the main thread below
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the main thread below
             result["error"] = exc
 
     thread = threading.Thread(target=bridge, daemon=True)

@@ -191,12 +191,12 @@ class SimulatorSource:
     def read(self) -> Frame | None:
         if not self._first:
             action = self._limits.to_normalized(self._pending_cmd)
-            self._obs, _, terminated, truncated, info = self._env.step(action)
+            self._obs, _, terminated, truncated, _ = self._env.step(action)
             self._t += _obs_dt(self._obs, self._control_dt)
             if terminated or truncated:
                 self._seed += 1
                 self.episodes += 1
-                self._obs, info = self._env.reset(seed=self._seed)
+                self._obs, _ = self._env.reset(seed=self._seed)
         self._first = False
         image = _obs_image(self._obs)
         if image.shape[:2] != self.image_size:
