@@ -97,6 +97,26 @@ def test_kernel_matches_torch_backend_in_float64_including_dt_and_state_grads():
 
 
 @pytest.mark.skipif(not KERNEL, reason="C++ compiler unavailable")
+def test_kernel_results_do_not_depend_on_thread_count():
+    ltc = LTC(AutoNCP(6, 12, 2), seed=1, backend="kernel")
+    x = torch.randn(40, 9, 6, generator=torch.Generator().manual_seed(0))  # 3 chunks of 16
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            ltc.zero_grad()
+            y, h = ltc(x.clone().requires_grad_(True), None, 0.05)
+            (y.square().sum() + h.sum()).backward()
+            results.append((y.detach(), [p.grad.clone() for p in ltc.parameters()]))
+    finally:
+        torch.set_num_threads(before)
+    (y1, g1), (y3, g3) = results
+    assert torch.equal(y1, y3)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g3))
+
+
+@pytest.mark.skipif(not KERNEL, reason="C++ compiler unavailable")
 def test_kernel_gradcheck():
     ltc = LTC(NCP(3, 3, 2, 2, 2, 2, 2, 1, seed=1), ode_unfolds=2, seed=2,
               backend="kernel").double()

@@ -50,7 +50,9 @@ from torch.autograd.function import once_differentiable
 
 _SOURCE = r"""
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <thread>
 #include <cstring>
 #include <cmath>
 #include <vector>
@@ -100,7 +102,7 @@ inline Vec<double> sigm(Vec<double> z) {
   return s;
 }
 
-enum Dim { kB, kT, kI, kN, kO, kEs, kE, kK, kDtB, kDtT, kNumDims };
+enum Dim { kB, kT, kI, kN, kO, kEs, kE, kK, kDtB, kDtT, kThreads, kNumDims };
 
 template <typename T>
 struct Net {
@@ -351,15 +353,32 @@ void backward_chunk(const Net<T>& n, const T* x, const T* h0, const T* dt, const
   reduce(a_iw, g.iw); reduce(a_ib, g.ib); reduce(a_ow, g.ow); reduce(a_ob, g.ob);
 }
 
+// Runs f(c) for chunks c = 0..count-1 on up to `threads` threads (the caller's included).
+// Chunks are independent in forward and backward; nothing here depends on the order.
+template <typename F>
+void for_chunks(int64_t count, int64_t threads, F f) {
+  threads = std::max<int64_t>(1, std::min(threads, count));
+  std::atomic<int64_t> next(0);
+  auto work = [&]() {
+    for (int64_t c = next++; c < count; c = next++) f(c);
+  };
+  std::vector<std::thread> pool;
+  for (int64_t i = 1; i < threads; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
 template <typename T>
 void forward(const int64_t* d, double eps, void** p, const T* x, const T* h0, const T* dt,
              T* y, T* hT, T* trace) {
   constexpr int L = lanes<T>();
   const Net<T> n = make_net<T>(d, eps, p);
   const size_t chunk = size_t(n.Tn) * n.K * 2 * n.N * L;
-  for (int64_t b0 = 0, c = 0; b0 < n.B; b0 += L, ++c)
+  for_chunks((n.B + L - 1) / L, d[kThreads], [&](int64_t c) {
+    const int64_t b0 = c * L;
     forward_chunk(n, x, h0, dt, y, hT, trace ? trace + c * chunk : nullptr, b0,
                   std::min<int64_t>(L, n.B - b0));
+  });
 }
 
 template <typename T>
@@ -368,18 +387,46 @@ void backward(const int64_t* d, double eps, void** p, const T* x, const T* h0, c
   constexpr int L = lanes<T>();
   const Net<T> n = make_net<T>(d, eps, p);
   T** q = (T**)gp;
-  Grads<T> g{q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9], q[10], q[11], q[12],
-             q[13], q[14], q[15], q[16], q[17]};
+  const Grads<T> g{q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9], q[10], q[11],
+                   q[12], q[13], q[14], q[15], q[16], q[17]};
   const size_t chunk = size_t(n.Tn) * n.K * 2 * n.N * L;
-  for (int64_t b0 = 0, c = 0; b0 < n.B; b0 += L, ++c)
-    backward_chunk(n, x, h0, dt, trace + c * chunk, gy, ghT, g, b0,
+  const int64_t chunks = (n.B + L - 1) / L;
+  if (chunks == 1) {
+    backward_chunk(n, x, h0, dt, trace, gy, ghT, g, 0, n.B);
+    return;
+  }
+  // Each chunk sums its parameter gradients into its own slice; the slices are added
+  // in chunk order afterwards, so the result does not depend on thread scheduling.
+  const int64_t sizes[15] = {n.N, n.N, n.N, n.Es, n.Es, n.Es, n.Es, n.E, n.E, n.E, n.E,
+                             n.I, n.I, n.O, n.O};
+  T* const outs[15] = {g.cm, g.gleak, g.vleak, g.sw, g.serev, g.smu, g.ssig, g.w, g.erev,
+                       g.mu, g.sig, g.iw, g.ib, g.ow, g.ob};
+  int64_t per_chunk = 0;
+  for (int64_t s : sizes) per_chunk += s;
+  std::vector<T> scratch(size_t(per_chunk) * chunks, T(0));
+  for_chunks(chunks, d[kThreads], [&](int64_t c) {
+    T* base = scratch.data() + size_t(c) * per_chunk;
+    T* slot[15];
+    for (int k = 0; k < 15; ++k) { slot[k] = base; base += sizes[k]; }
+    const Grads<T> gc{g.x, g.h0, g.dt, slot[0], slot[1], slot[2], slot[3], slot[4], slot[5],
+                      slot[6], slot[7], slot[8], slot[9], slot[10], slot[11], slot[12],
+                      slot[13], slot[14]};
+    const int64_t b0 = c * L;
+    backward_chunk(n, x, h0, dt, trace + c * chunk, gy, ghT, gc, b0,
                    std::min<int64_t>(L, n.B - b0));
+  });
+  for (int64_t c = 0; c < chunks; ++c) {
+    const T* base = scratch.data() + size_t(c) * per_chunk;
+    for (int k = 0; k < 15; ++k)
+      for (int64_t r = 0; r < sizes[k]; ++r) outs[k][r] += *base++;
+  }
 }
 
 }  // namespace
 
 extern "C" {
-// d: int64[10] = B, T, I, N, O, E_s, E, K, dt batch stride, dt time stride (elements).
+// d: int64[11] = B, T, I, N, O, E_s, E, K, dt batch stride, dt time stride (elements),
+//    threads (chunks of lanes run in parallel on up to this many threads).
 // p: 19 pointers = cm, gleak, vleak, ssrc, stgt, sw, serev, smu, ssig, src, tgt, w, erev,
 //    mu, sig, iw, ib, ow, ob.  y (B, T, O) may be null; trace may be null (inference).
 int ltc_lanes_f32() { return lanes<float>(); }
@@ -407,7 +454,7 @@ void ltc_backward_f64(const int64_t* d, double eps, void** p, const double* x, c
 }
 """
 
-_FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno"]
+_FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-pthread"]
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -542,9 +589,9 @@ def param_table(params: Sequence[torch.Tensor], s: Structure) -> ctypes.Array:
 
 def _dims(x: torch.Tensor, n: int, s: Structure, dt_strides: tuple[int, int]) -> ctypes.Array:
     b, t, i = x.shape
-    return (ctypes.c_int64 * 10)(
+    return (ctypes.c_int64 * 11)(
         b, t, i, n, s.output_size, s.sensory_src.numel(), s.src.numel(), s.ode_unfolds,
-        dt_strides[0], dt_strides[1],
+        dt_strides[0], dt_strides[1], torch.get_num_threads(),
     )
 
 
