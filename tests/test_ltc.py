@@ -412,3 +412,16 @@ def test_bad_construction_raises_value_error():
     with pytest.raises(ValueError, match="implicit_param_constraints"):
         LTC.from_ncps(ncps_torch.LTC(3, ncps_wirings.AutoNCP(8, 2),
                                      implicit_param_constraints=False))
+
+
+def test_kernel_disabled_falls_back_to_torch(monkeypatch):
+    monkeypatch.setattr(_ltc_kernel, "_lib", None)
+    monkeypatch.setattr(_ltc_kernel, "_error", None)
+    monkeypatch.setenv("LNN_NAV_LTC_KERNEL", "0")
+    ltc = LTC(AutoNCP(3, 8, 2), seed=0)  # backend "auto"
+    x = torch.randn(2, 4, 3)
+    assert not ltc._use_kernel(x)
+    y, _ = ltc(x, None, 0.1)
+    assert y.shape == (2, 4, 2) and torch.isfinite(y).all()
+    with pytest.raises(RuntimeError, match="LNN_NAV_LTC_KERNEL=0"):
+        LTC(AutoNCP(3, 8, 2), backend="kernel")

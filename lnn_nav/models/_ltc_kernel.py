@@ -23,10 +23,11 @@ sample gives bit-for-bit the same output alone or in any batch.
 The source is compiled with the system C++ compiler (``$CXX``, else ``c++``,
 ``g++`` or ``clang++``) at first use into a shared library under the cache
 directory (``$LNN_NAV_CACHE_DIR``, else ``$XDG_CACHE_HOME/lnn_nav``, else
-``~/.cache/lnn_nav``) and loaded with ctypes: no torch headers, no pip build
-step, about two seconds of compile. The file name carries a hash of the source,
-flags, compiler and CPU model, so a ``-march=native`` build never runs on
-another kind of CPU. ``LNN_NAV_LTC_KERNEL=0`` disables the kernel; the
+``~/.cache/lnn_nav``; a per-user temp folder if that is not writable) and
+loaded with ctypes: no torch headers, no pip build step, about two seconds of
+compile. The file name carries a hash of the source, flags, compiler and CPU
+model, so a ``-march=native`` build never runs on another kind of CPU.
+``LNN_NAV_LTC_KERNEL=0`` disables the kernel; the
 pure-PyTorch solver in ``lnn_nav.models.ltc`` is then used.
 """
 
@@ -491,7 +492,14 @@ def _build() -> ctypes.CDLL:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
     key = hashlib.sha256("\n".join([_SOURCE, " ".join(_FLAGS), cxx, _cpu_id()]).encode())
     out_dir = _cache_dir()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=out_dir)
+        probe.close()
+    except OSError:
+        # read-only home (containers, CI sandboxes): build per user under the temp dir
+        out_dir = Path(tempfile.gettempdir()) / f"lnn_nav-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        out_dir.mkdir(parents=True, exist_ok=True)
     lib_path = out_dir / f"ltc_kernel_{key.hexdigest()[:16]}.so"
     if not lib_path.exists():
         # Build in a private temp dir and rename into place: concurrent first uses
@@ -611,9 +619,7 @@ def infer(
     contiguous; table: ``param_table(params, s)`` if the caller keeps one."""
     lib = _lib if _lib is not None else load()
     x = x.contiguous()
-    h0 = h0.contiguous()
-    if h0.dtype != x.dtype:
-        raise ValueError(f"state dtype {h0.dtype} differs from input dtype {x.dtype}")
+    h0 = h0.to(x.dtype).contiguous()
     b, t, _ = x.shape
     n = h0.shape[1]
     if isinstance(dt, torch.Tensor):
