@@ -21,6 +21,11 @@ def run(args: argparse.Namespace) -> int:
         source_system=args.source_system,
         duration_s=args.duration_s,
     )
+    import torch
+
+    # an entry point may set global state: one frame per step runs fastest on
+    # one intra-op thread (a second only contends on a small onboard CPU)
+    torch.set_num_threads(args.threads)
     policy = NavPolicy.load(args.policy)
     controller = PolicyController(policy, stale_timeout_s=args.stale_timeout_s)
     if controller.image_shape is None:
@@ -72,4 +77,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--family", default="forest", help="scene family of the simulated camera")
     p.add_argument("--split", default="unseen", help="split of the simulated camera's scenes")
     p.add_argument("--seed", type=int, default=0, help="first scene seed of the simulated camera")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.set_defaults(func=run)

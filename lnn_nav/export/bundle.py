@@ -27,6 +27,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files; a bundle is copied to other machines, so
+        # give it the permissions a plain open() would (0666 less the umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -219,9 +224,9 @@ float out[{P}_NUM_OUTPUTS];
 if ({prefix}_step(features, state, dt_s, out) != 0) {{ /* dt_s not finite and > 0 */ }}
 ```
 
-The step takes the encoder's output features ({c['num_inputs']} floats,
-input stage inside: {c['input_stage']}) and returns {c['num_outputs']} head
-outputs: {c['outputs']}.
+The step takes the encoder's output features ({c['num_inputs']} floats, as
+the encoder in `policy.onnx` computes them; input stage inside the C step:
+{c['input_stage']}) and returns {c['num_outputs']} values: {c['outputs']}.
 
 Check it on your machine (host compiler):
 
@@ -252,12 +257,12 @@ against `metadata.json` and replays the golden vectors.
 
 ## Frames and units
 
-- Image: {h}x{w}x3 uint8, channel order {img['channel_order']}, HWC, no
-  normalisation by the caller ({img['normalisation']} happens inside the graph).
+- Image: {h}x{w}x3 uint8, channel order {img['channel_order']}, HWC, passed
+  as is: normalisation is part of the model ({img['normalisation']}).
 - dt: seconds since the previous frame, measured, per sample; nominal
   {ctrl['dt_s']:.6f} s ({ctrl['rate_hz']:g} Hz). The network integrates over
   the real elapsed time, so another rate works if the true dt is passed.
-- Command: {act['names']} in {act['units']}, frame {act['frame']}
+- Command: {", ".join(act['names'])} in {", ".join(act['units'])}, frame {act['frame']}
   (x forward, y left, z up; yaw rate positive counter-clockwise seen from
   above). Limits: |forward|, |left| <= {lim['max_horizontal']} m/s,
   |up| <= {lim['max_vertical']} m/s, |yaw_rate| <= {lim['max_yaw_rate']} rad/s.
@@ -287,7 +292,7 @@ finite or frames stop).
 ## Files
 
 See `metadata.json` ("files") for each file's SHA-256 and size;
-`policy_sha256` there is the hash of the checkpoint this bundle came from.
+"policy" / "sha256" there is the hash of the checkpoint this bundle came from.
 """
 
 
@@ -316,7 +321,13 @@ def record_sim_frames(
 
     if steps < 1:
         raise ValueError(f"steps={steps}: expected >= 1")
+    import torch
+
     env = gym.make("lnn_nav/FlyToTarget-v0", family=family, split=split)
+    threads = torch.get_num_threads()
+    # one frame per step: a second intra-op thread only adds contention
+    # (measured 10x slower per frame on a busy 2-core machine)
+    torch.set_num_threads(1)
     try:
         limits = env.unwrapped.limits
         ctrl = PolicyController(policy)
@@ -334,6 +345,7 @@ def record_sim_frames(
                 ctrl.reset()
         return np.stack(frames), np.asarray(dts, np.float32)
     finally:
+        torch.set_num_threads(threads)
         env.close()
 
 
@@ -496,8 +508,7 @@ def export_bundle(
             "channel_order": "RGB",
             "layout": "HWC",
             "dtype": "uint8",
-            "normalisation": str(getattr(policy.encoder, "normalisation", None)
-                                 or "scaling of the uint8 pixels, inside the encoder"),
+            "normalisation": _normalisation_doc(policy.encoder),
         },
         "control": {"dt_s": DEFAULT_DT_S, "rate_hz": 1.0 / DEFAULT_DT_S,
                     "dt_input": "measured seconds since the previous frame, per sample (B, 1)"},
@@ -527,6 +538,14 @@ def export_bundle(
     if not report.ok:
         raise ValueError(f"bundle {out} does not verify: " + "; ".join(report.problems))
     return out
+
+
+def _normalisation_doc(encoder: Any) -> str:
+    """What the graph does to the raw pixels (the caller passes uint8 RGB as is)."""
+    if type(encoder).__name__ == "CNNEncoder":
+        # lnn_nav.models.encoder.CNNEncoder.forward
+        return "(pixel / 255 - 0.5) * 4 inside the graph; LayerNorm on the features"
+    return f"inside the graph ({type(encoder).__name__})"
 
 
 def _head_output_doc(policy: Any) -> str:
