@@ -152,7 +152,7 @@ class LTCTrainability:
     policy rebuilds exactly.
     """
 
-    tau_range_s: tuple[float, float] = (1.0 / 30.0, 1.0)
+    tau_range_s: tuple[float, float] = (0.01, 0.5)
     """s, neuron time constants at initialisation are log-uniform in this range."""
     gain_range: tuple[float, float] = (1.0, 3.0)
     """sigmoid slope times the presynaptic signal's std: uniform in this range."""

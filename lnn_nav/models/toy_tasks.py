@@ -192,3 +192,31 @@ def train_head(
         losses.append(float(loss.detach()))
     head.eval()
     return TrainResult(val_loss=evaluate(head, val), train_losses=losses)
+
+
+DEFAULT_LR = {"ltc": 1e-2, "cfc": 1e-2, "lstm": 1e-2, "gru": 1e-2, "mlp": 1e-2}
+"""Base Adam learning rate per head kind on the toy task: each kind's best of {3e-3, 1e-2}
+(measured with scripts/toy_memory.py --lr-sweep); the LTC scales it per group itself."""
+
+
+def compare_heads(
+    kinds: tuple[str, ...],
+    seeds: tuple[int, ...],
+    task: MemoryTaskConfig = MemoryTaskConfig(),
+    steps: int = 300,
+    budget: int | None = None,
+    lrs: dict[str, float] | None = None,
+) -> dict[str, list[float]]:
+    """Validation loss of each head kind, one entry per seed, every head sized to `budget`
+    (default: the 34-neuron LTC's dense count on these inputs) and trained for `steps`."""
+    from lnn_nav.models.heads import make_head, size_head
+
+    lrs = {**DEFAULT_LR, **(lrs or {})}
+    out: dict[str, list[float]] = {k: [] for k in kinds}
+    for seed in seeds:
+        for kind in kinds:
+            head = make_head(size_head(kind, task.input_size, task.output_size, budget, seed))
+            torch.manual_seed(seed)  # nothing should draw from it; pinned for reproducibility anyway
+            result = train_head(head, task, TrainConfig(steps=steps, lr=lrs[kind], seed=seed))
+            out[kind].append(result.val_loss)
+    return out

@@ -1,0 +1,69 @@
+"""Toy memory task with irregular dt: every recurrent head learns it, the feedforward head
+cannot, and the LTC head's initialisation is what makes the LTC learn at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lnn_nav.models.heads import HEAD_KINDS, ltc_dense_count, make_head, size_head
+from lnn_nav.models.toy_tasks import (
+    DEFAULT_LR,
+    MemoryTaskConfig,
+    TrainConfig,
+    compare_heads,
+    make_memory_batch,
+    train_head,
+)
+
+TASK = MemoryTaskConfig()
+
+
+def test_targets_follow_the_ode_with_the_real_dt():
+    """The target is the exact solution of tau dy/dt = -y + s over each irregular interval."""
+    batch = make_memory_batch(TASK, 4, np.random.default_rng(0))
+    x, dt, y = batch.x.double(), batch.dt.double(), batch.y.double()
+    tau = TASK.time_constants_s[0]
+    a = 1 - np.exp(-TASK.dt_nominal_s / tau)
+    scale = 1 / np.sqrt(a / (2 - a))
+    ref = torch.zeros(4, dtype=torch.float64)
+    for t in range(TASK.steps):
+        decay = torch.exp(-dt[:, t] / tau)
+        ref = ref * decay + x[:, t, 0] * (1 - decay)
+        torch.testing.assert_close(y[:, t, 0], ref * scale, rtol=1e-5, atol=1e-5)
+    ratio = batch.dt / TASK.dt_nominal_s
+    assert ratio.min() >= 1 / TASK.dt_ratio - 1e-6 and ratio.max() <= TASK.dt_ratio + 1e-6
+    assert ratio.std() > 0.2  # irregular sampling, not a constant period
+
+
+def test_same_seed_same_batch_and_config_round_trip():
+    a = make_memory_batch(TASK, 3, np.random.default_rng(5))
+    b = make_memory_batch(TASK, 3, np.random.default_rng(5))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert MemoryTaskConfig.from_dict(TASK.to_dict()) == TASK
+    with pytest.raises(ValueError, match="dt_ratio=0.5"):
+        MemoryTaskConfig(dt_ratio=0.5)
+
+
+@pytest.mark.slow
+def test_every_recurrent_head_learns_and_feedforward_is_worse():
+    losses = compare_heads(HEAD_KINDS, seeds=(0,), task=TASK, steps=150)
+    mlp = losses["mlp"][0]
+    assert mlp > 0.8  # a memoryless head explains little of a low-passed signal
+    for kind in ("ltc", "cfc", "lstm", "gru"):
+        assert losses[kind][0] < 0.6 * mlp, (kind, losses)
+
+
+@pytest.mark.slow
+def test_calibrated_ltc_head_trains_where_the_naive_ltc_does_not():
+    from lnn_nav.models.ltc import LTC
+
+    config = size_head("ltc", TASK.input_size, 4, seed=0)
+    assert config.units == 34
+    train = TrainConfig(steps=150, lr=DEFAULT_LR["ltc"], seed=0)
+    head = train_head(make_head(config), TASK, train).val_loss
+    naive = train_head(LTC(config.wiring(), seed=0), TASK, train).val_loss  # ncps's init
+    assert naive > 0.8
+    assert head < 0.6 * naive, (head, naive)
+    assert ltc_dense_count(TASK.input_size, 34, 4) == 5838
