@@ -114,12 +114,13 @@ def test_immutable():
 @pytest.mark.parametrize(
     "kwargs,needle",
     [
-        (dict(input_size=0, units=10, outputs=2), "input_size=0"),
-        (dict(input_size=4, units=4, outputs=2), "units=4"),
-        (dict(input_size=4, units=10, outputs=0), "outputs=0"),
-        (dict(input_size=4, units=10, outputs=2, sparsity_level=0.05), "sparsity_level=0.05"),
-        (dict(input_size=4, units=10, outputs=2, sparsity_level=0.95), "[0.1, 0.9]"),
-        (dict(input_size=4.5, units=10, outputs=2), "input_size"),
+        ({"input_size": 0, "units": 10, "outputs": 2}, "input_size=0"),
+        ({"input_size": 4, "units": 4, "outputs": 2}, "units=4"),
+        ({"input_size": 4, "units": 10, "outputs": 0}, "outputs=0"),
+        ({"input_size": 4, "units": 10, "outputs": 2, "sparsity_level": 0.05},
+         "sparsity_level=0.05"),
+        ({"input_size": 4, "units": 10, "outputs": 2, "sparsity_level": 0.95}, "[0.1, 0.9]"),
+        ({"input_size": 4.5, "units": 10, "outputs": 2}, "input_size"),
     ],
 )
 def test_autoncp_rejects_bad_arguments(kwargs, needle):
@@ -131,17 +132,17 @@ def test_autoncp_rejects_bad_arguments(kwargs, needle):
 @pytest.mark.parametrize(
     "override,needle",
     [
-        (dict(sensory_fanout=6), "sensory_fanout=6"),
-        (dict(inter_fanout=5), "inter_fanout=5"),
-        (dict(motor_fanin=5), "motor_fanin=5"),
-        (dict(sensory_fanout=0), "sensory_fanout=0"),
-        (dict(command=0), "command=0"),
-        (dict(recurrent_command_synapses=-1), "recurrent_command_synapses=-1"),
+        ({"sensory_fanout": 6}, "sensory_fanout=6"),
+        ({"inter_fanout": 5}, "inter_fanout=5"),
+        ({"motor_fanin": 5}, "motor_fanin=5"),
+        ({"sensory_fanout": 0}, "sensory_fanout=0"),
+        ({"command": 0}, "command=0"),
+        ({"recurrent_command_synapses": -1}, "recurrent_command_synapses=-1"),
     ],
 )
 def test_ncp_rejects_bad_arguments(override, needle):
-    args = dict(input_size=4, inter=5, command=4, motor=2, sensory_fanout=2, inter_fanout=2,
-                recurrent_command_synapses=3, motor_fanin=2)
+    args = {"input_size": 4, "inter": 5, "command": 4, "motor": 2, "sensory_fanout": 2,
+            "inter_fanout": 2, "recurrent_command_synapses": 3, "motor_fanin": 2}
     args.update(override)
     with pytest.raises(ValueError) as err:
         NCP(**args)

@@ -71,7 +71,11 @@ template <typename T> using Vec = typename VecOf<T>::type;
 template <typename T> constexpr int lanes() { return int(sizeof(Vec<T>) / sizeof(T)); }
 
 template <typename T> inline Vec<T> splat(T v) { return Vec<T>{} + v; }
-template <typename T> inline Vec<T> ld(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof v); return v; }
+template <typename T> inline Vec<T> ld(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
 template <typename T> inline void st(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
 
 // sigmoid(z) = 1 / (1 + exp(-z)). float: exp without libm, branch-free: range reduction
@@ -494,11 +498,12 @@ def _build() -> ctypes.CDLL:
     out_dir = _cache_dir()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.TemporaryFile(dir=out_dir)
-        probe.close()
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass  # the folder is writable
     except OSError:
         # read-only home (containers, CI sandboxes): build per user under the temp dir
-        out_dir = Path(tempfile.gettempdir()) / f"lnn_nav-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        out_dir = Path(tempfile.gettempdir()) / f"lnn_nav-{uid}"
         out_dir.mkdir(parents=True, exist_ok=True)
     lib_path = out_dir / f"ltc_kernel_{key.hexdigest()[:16]}.so"
     if not lib_path.exists():
@@ -510,7 +515,7 @@ def _build() -> ctypes.CDLL:
             tmp_lib = Path(tmp) / "ltc_kernel.so"
             proc = subprocess.run(
                 [cxx, *_FLAGS, str(src), "-o", str(tmp_lib)],
-                capture_output=True, text=True, timeout=300,
+                capture_output=True, text=True, timeout=300, check=False,
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"{cxx} failed to build the LTC kernel:\n{proc.stderr[-2000:]}")

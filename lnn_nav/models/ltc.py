@@ -109,14 +109,17 @@ class LTCInit:
                 try:
                     low, high = (float(v) for v in value)
                 except (TypeError, ValueError) as exc:
-                    raise ValueError(f"LTCInit.{f.name}={value!r} must be a (low, high) pair") from exc
+                    raise ValueError(
+                        f"LTCInit.{f.name}={value!r} must be a (low, high) pair"
+                    ) from exc
                 if not (math.isfinite(low) and math.isfinite(high)) or low > high:
                     raise ValueError(
                         f"LTCInit.{f.name}=({low}, {high}) must be finite with low <= high"
                     )
                 object.__setattr__(self, f.name, (low, high))
             else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if not is_number or not math.isfinite(value):
                     raise ValueError(f"LTCInit.{f.name}={value!r} must be a finite number")
                 object.__setattr__(self, f.name, float(value))
 
@@ -383,7 +386,9 @@ class LTC(nn.Module):
             )
         return state
 
-    def _dt_arg(self, dt: float | torch.Tensor, b: int, t: int, x: torch.Tensor) -> float | torch.Tensor:
+    def _dt_arg(
+        self, dt: float | torch.Tensor, b: int, t: int, x: torch.Tensor
+    ) -> float | torch.Tensor:
         """dt as a validated float, or as a (B, T) tensor of x's dtype and device (possibly an
         expanded view); rejects dt <= 0 and non-finite dt."""
         if not isinstance(dt, torch.Tensor):
@@ -413,7 +418,10 @@ class LTC(nn.Module):
     def _use_kernel(self, x: torch.Tensor) -> bool:
         if self._backend == "torch":
             return False
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        # tracers and exporters must see plain torch ops
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return False
+        if torch.compiler.is_compiling():
             return False
         applicable = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
         applicable = applicable and x.dtype == self.w.dtype
@@ -569,7 +577,8 @@ class LTC(nn.Module):
         return {
             "src": i32(self.src), "tgt": i32(self.tgt),
             "polarity": self.polarity.cpu().numpy().copy(),
-            "w": f32(pos["w"]), "erev": f32(self.erev), "mu": f32(self.mu), "sigma": f32(self.sigma),
+            "w": f32(pos["w"]), "erev": f32(self.erev),
+            "mu": f32(self.mu), "sigma": f32(self.sigma),
             "sensory_src": i32(self.sensory_src), "sensory_tgt": i32(self.sensory_tgt),
             "sensory_polarity": self.sensory_polarity.cpu().numpy().copy(),
             "sensory_w": f32(pos["sensory_w"]), "sensory_erev": f32(self.sensory_erev),
@@ -603,7 +612,9 @@ class LTC(nn.Module):
             )
         for name in ("_input_mapping", "_output_mapping"):
             if getattr(cell, name) != "affine":
-                raise ValueError(f"ncps LTC {name[1:]}={getattr(cell, name)!r}; only 'affine' converts")
+                raise ValueError(
+                    f"ncps LTC {name[1:]}={getattr(cell, name)!r}; only 'affine' converts"
+                )
         wiring = Wiring.from_ncps(cell._wiring)
         ltc = cls(wiring, ode_unfolds=int(cell._ode_unfolds), epsilon=float(cell._epsilon),
                   backend=backend)

@@ -55,7 +55,9 @@ def _as_synapses(name: str, edges: Any) -> tuple[Synapse, ...]:
     try:
         return tuple(Synapse(int(s), int(t), int(p)) for s, t, p in edges)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a sequence of (source, target, polarity) triples") from exc
+        raise ValueError(
+            f"{name} must be a sequence of (source, target, polarity) triples"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,8 @@ class Wiring:
 
     @property
     def layers(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        """Non-empty layers in signal-flow order: ``(("inter", ids), ("command", ids), ("motor", ids))``."""
+        """Non-empty layers in signal-flow order:
+        ``(("inter", ids), ("command", ids), ("motor", ids))``."""
         out = []
         for kind in NEURON_TYPES:
             ids = self.neurons_of_type(kind)
@@ -230,7 +233,8 @@ class Wiring:
         a = np.asarray(adjacency)
         if sa.ndim != 2 or a.ndim != 2 or a.shape[0] != a.shape[1] or sa.shape[1] != a.shape[0]:
             raise ValueError(
-                f"expected sensory_adjacency (I, N) and adjacency (N, N), got {sa.shape} and {a.shape}"
+                f"expected sensory_adjacency (I, N) and adjacency (N, N), "
+                f"got {sa.shape} and {a.shape}"
             )
         units = a.shape[0]
         if neuron_types is None:
@@ -243,7 +247,9 @@ class Wiring:
     def from_ncps(cls, wiring: Any) -> Wiring:
         """Convert a built ``ncps.wirings.Wiring`` (any subclass) into a `Wiring`."""
         if getattr(wiring, "input_dim", None) is None:
-            raise ValueError("the ncps wiring is not built (input_dim is None); call build(I) first")
+            raise ValueError(
+                "the ncps wiring is not built (input_dim is None); call build(I) first"
+            )
         units = int(wiring.units)
         types = tuple(str(wiring.get_type_of_neuron(j)) for j in range(units))
         return cls.from_adjacency(
@@ -256,7 +262,7 @@ class Wiring:
 
 
 # ---------------------------------------------------------------- generators
-def NCP(  # noqa: N802 -- named like the wiring it builds, as in ncps
+def NCP(
     input_size: int,
     inter: int,
     command: int,
@@ -369,7 +375,7 @@ def NCP(  # noqa: N802 -- named like the wiring it builds, as in ncps
     )
 
 
-def AutoNCP(  # noqa: N802 -- named like the wiring it builds, as in ncps
+def AutoNCP(
     input_size: int,
     units: int,
     outputs: int,
@@ -393,7 +399,8 @@ def AutoNCP(  # noqa: N802 -- named like the wiring it builds, as in ncps
     input_size = _check_int("input_size", input_size, 1)
     outputs = _check_int("outputs", outputs, 1)
     units = _check_int("units", units, outputs + 3)
-    if isinstance(sparsity_level, bool) or not isinstance(sparsity_level, (int, float, np.floating)):
+    is_number = isinstance(sparsity_level, (int, float, np.floating))
+    if isinstance(sparsity_level, bool) or not is_number:
         raise ValueError(f"sparsity_level must be a number, got {sparsity_level!r}")
     if not 0.1 <= float(sparsity_level) <= 0.9:
         raise ValueError(f"sparsity_level={sparsity_level} is outside the allowed range [0.1, 0.9]")
