@@ -448,3 +448,176 @@ def write_report(run: Any, out_dir: str | Path, max_panels: int = 36) -> dict[st
         "versions": package_versions(),
     }))
     return paths
+
+
+# ------------------------------------------------------------------ head comparison
+HEAD_LABELS = {"ltc": "LTC-NCP", "cfc": "CfC-NCP", "lstm": "LSTM", "gru": "GRU", "mlp": "feedforward"}
+"""Display name of each head kind."""
+
+GROUP_LABELS = {
+    "in_distribution": "forest/unseen",
+    "ood_family": "OOD families",
+    "image_stress": "image stress",
+    "control_rate": "15/60 Hz",
+    "frame_drops": "frame drops",
+    "follow": "follow",
+}
+"""Column title of each condition group (`lnn_nav.evaluate.GROUPS`)."""
+
+
+def _group_counts(results: dict[str, Any], group: str) -> tuple[int, int]:
+    """(successes, episodes) pooled over the conditions of `group` in one results dict."""
+    wins = n = 0
+    for c in results["conditions"]:
+        if c["condition"]["group"] == group:
+            wins += int(c["metrics"]["counts"]["success"])
+            n += int(c["metrics"]["episodes"])
+    return wins, n
+
+
+def head_comparison(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Pool evaluation results per head (over its training seeds) and condition group.
+
+    runs: head kind -> results.json dicts, one per training seed, all evaluated on
+    the same conditions and scenes (ValueError otherwise, naming the mismatch).
+    Returns, per head, per group: pooled successes, episodes and Wilson interval,
+    and the success rate of each seed; per condition: pooled intervals.
+    Pooling treats every episode as independent, so its interval leaves out the
+    seed-to-seed spread; the per-seed rates show that spread.
+    """
+    if not runs or not any(runs.values()):
+        raise ValueError("head_comparison got no results: expected head -> [results.json dicts]")
+    reference = None
+    heads: dict[str, Any] = {}
+    for head, results_list in runs.items():
+        if not results_list:
+            continue
+        for res in results_list:
+            key = [(c["condition"]["name"], c["metrics"]["episodes"]) for c in res["conditions"]]
+            if reference is None:
+                reference = (head, key, res["config"])
+            elif key != reference[1] or res["config"] != reference[2]:
+                raise ValueError(
+                    f"results of head {head!r} were evaluated on conditions {key} with config "
+                    f"{res['config']}, but those of {reference[0]!r} on {reference[1]} with "
+                    f"{reference[2]}: expected the same conditions, episodes and seeds"
+                )
+        groups: dict[str, Any] = {}
+        present = [g for g in GROUP_LABELS if _group_counts(results_list[0], g)[1] > 0]
+        for g in present:
+            per_seed = [_group_counts(r, g) for r in results_list]
+            wins = sum(w for w, _ in per_seed)
+            n = sum(k for _, k in per_seed)
+            groups[g] = {"successes": wins, "episodes": n,
+                         "success": wilson_interval(wins, n).__dict__,
+                         "per_seed": [w / k for w, k in per_seed]}
+        conditions = {}
+        for i, c in enumerate(results_list[0]["conditions"]):
+            wins = sum(int(r["conditions"][i]["metrics"]["counts"]["success"]) for r in results_list)
+            n = sum(int(r["conditions"][i]["metrics"]["episodes"]) for r in results_list)
+            conditions[c["condition"]["name"]] = wilson_interval(wins, n).__dict__
+        heads[head] = {"label": HEAD_LABELS.get(head, head), "seeds": len(results_list),
+                       "groups": groups, "conditions": conditions}
+    return {"heads": heads, "config": reference[2] if reference else None}
+
+
+def head_difference(comparison: dict[str, Any], a: str = "ltc", b: str = "lstm",
+                    group: str = "ood_family") -> Interval | None:
+    """Success of head `a` minus head `b` on the pooled episodes of `group`, with
+    Newcombe's 95% interval; None if either head or the group is missing."""
+    ha, hb = comparison["heads"].get(a), comparison["heads"].get(b)
+    if ha is None or hb is None or group not in ha["groups"] or group not in hb["groups"]:
+        return None
+    ga, gb = ha["groups"][group], hb["groups"][group]
+    return difference_interval(wilson_interval(ga["successes"], ga["episodes"]),
+                               wilson_interval(gb["successes"], gb["episodes"]))
+
+
+def headline_sentence(comparison: dict[str, Any]) -> str:
+    """"LTC-NCP minus LSTM on out-of-distribution families: X points [95% CI]", or
+    why it cannot be computed yet."""
+    d = head_difference(comparison, "ltc", "lstm", "ood_family")
+    if d is None:
+        return ("LTC-NCP minus LSTM on out-of-distribution families: not available "
+                "(needs evaluated ltc and lstm policies on the OOD families)")
+    return (f"LTC-NCP minus LSTM on out-of-distribution families: {100 * d.value:+.1f} points "
+            f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] (95% CI)")
+
+
+def comparison_markdown(comparison: dict[str, Any]) -> str:
+    """The head-comparison table (one row per head, one column per condition group),
+    the per-seed rates and the headline sentence."""
+    heads = comparison["heads"]
+    groups = [g for g in GROUP_LABELS if any(g in h["groups"] for h in heads.values())]
+    lines = [headline_sentence(comparison), "",
+             "| head | seeds | " + " | ".join(GROUP_LABELS[g] for g in groups) + " |",
+             "|---|---:|" + "---|" * len(groups)]
+    for h in heads.values():
+        cells = [(_pct(h["groups"][g]["success"]) + f" (n={h['groups'][g]['episodes']})")
+                 if g in h["groups"] else "-" for g in groups]
+        lines.append(f"| {h['label']} | {h['seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", "Success rate per training seed:", "",
+              "| head | " + " | ".join(GROUP_LABELS[g] for g in groups) + " |",
+              "|---|" + "---|" * len(groups)]
+    for h in heads.values():
+        cells = [", ".join(f"{100 * v:.0f}%" for v in h["groups"][g]["per_seed"])
+                 if g in h["groups"] else "-" for g in groups]
+        lines.append(f"| {h['label']} | " + " | ".join(cells) + " |")
+    names = list(next(iter(heads.values()))["conditions"])
+    lines += ["", "Success per condition (seeds pooled):", "",
+              "| condition | " + " | ".join(h["label"] for h in heads.values()) + " |",
+              "|---|" + "---|" * len(heads)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(
+            _pct(h["conditions"][name]) if name in h["conditions"] else "-"
+            for h in heads.values()) + " |")
+    lines += ["", "Intervals: Wilson 95% over the pooled episodes of all training seeds "
+              "(episodes treated as independent; the per-seed rates show the seed spread). "
+              "The headline difference uses Newcombe's interval."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
+    """Grouped bar chart: success per condition group, one bar per head, with
+    Wilson 95% error bars and each seed's rate as a dot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    heads = comparison["heads"]
+    groups = [g for g in GROUP_LABELS if any(g in h["groups"] for h in heads.values())]
+    if not heads or not groups:
+        raise ValueError("plot_comparison: nothing to plot (no heads or no condition groups)")
+    fig = Figure(figsize=(1.6 + 1.3 * len(groups), 3.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(heads)
+    cmap = ["#1f77b4", "#17becf", "#d62728", "#ff7f0e", "#7f7f7f", "#9467bd", "#8c564b"]
+    for i, h in enumerate(heads.values()):
+        xs, ys, lo, hi = [], [], [], []
+        for j, g in enumerate(groups):
+            if g not in h["groups"]:
+                continue
+            s = h["groups"][g]["success"]
+            x = j - 0.4 + width * (i + 0.5)
+            xs.append(x)
+            ys.append(100 * s["value"])
+            lo.append(100 * (s["value"] - s["low"]))
+            hi.append(100 * (s["high"] - s["value"]))
+            seeds = h["groups"][g]["per_seed"]
+            ax.plot([x] * len(seeds), [100 * v for v in seeds], "k.", ms=2.5, alpha=0.6)
+        color = cmap[i % len(cmap)]
+        ax.bar(xs, ys, width * 0.95, color=color, label=f"{h['label']} ({h['seeds']} seeds)",
+               yerr=[lo, hi], capsize=2, error_kw={"lw": 0.8})
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([GROUP_LABELS[g] for g in groups], fontsize=8)
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, ncol=min(len(heads), 5), loc="upper center", bbox_to_anchor=(0.5, -0.1),
+              frameon=False)
+    ax.set_title(headline_sentence(comparison), fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    path = Path(path)
+    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    return path

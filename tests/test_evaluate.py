@@ -276,3 +276,65 @@ def test_cli_eval_and_demo(policy_file: Path, tmp_path: Path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "shipped policy" in err and "missing" in err and "--policy" in err
     assert not (tmp_path / "d").exists()
+
+
+# ------------------------------------------------------------------ head comparison
+def _results(rows: list[tuple[str, str, int, int]]) -> dict:
+    """A results.json-shaped dict: (condition name, group, successes, episodes) per row."""
+    return {
+        "config": {"episodes": rows[0][3], "first_seed": 0, "time_limit_s": None},
+        "conditions": [
+            {"condition": {"name": name, "group": group},
+             "metrics": {"episodes": n, "counts": {"success": wins}}}
+            for name, group, wins, n in rows
+        ],
+    }
+
+
+def test_head_comparison_pools_seeds_and_computes_the_headline(tmp_path: Path) -> None:
+    from lnn_nav.metrics import difference_interval, wilson_interval
+    from lnn_nav.report import (
+        comparison_markdown,
+        head_comparison,
+        head_difference,
+        plot_comparison,
+    )
+
+    def run(in_dist: int, autumn: int, dense: int) -> dict:
+        return _results([("forest/unseen", "in_distribution", in_dist, 10),
+                         ("forest-autumn/unseen", "ood_family", autumn, 10),
+                         ("forest-dense/unseen", "ood_family", dense, 10)])
+
+    comp = head_comparison({"ltc": [run(9, 8, 6), run(10, 7, 7)], "lstm": [run(10, 3, 2), run(9, 5, 2)]})
+    ltc = comp["heads"]["ltc"]["groups"]["ood_family"]
+    assert (ltc["successes"], ltc["episodes"]) == (28, 40)
+    assert ltc["per_seed"] == [0.7, 0.7]
+    d = head_difference(comp, "ltc", "lstm", "ood_family")
+    expected = difference_interval(wilson_interval(28, 40), wilson_interval(12, 40))
+    assert d == expected and math.isclose(d.value, 0.4)
+    text = comparison_markdown(comp)
+    assert text.startswith("LTC-NCP minus LSTM on out-of-distribution families: +40.0 points [")
+    assert "| LTC-NCP | 2 |" in text and "| forest-dense/unseen |" in text
+    # a head that was never evaluated gives no headline, not a made-up number
+    assert head_difference(head_comparison({"ltc": [run(9, 8, 6)]})) is None
+    png = plot_comparison(comp, tmp_path / "cmp.png")
+    assert cv2.imread(str(png)) is not None
+    with pytest.raises(ValueError, match="expected the same conditions"):
+        head_comparison({"ltc": [run(9, 8, 6)],
+                         "lstm": [_results([("forest/unseen", "in_distribution", 5, 10)])]})
+
+
+def test_compare_heads_script_arguments(tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_heads.py"
+    spec = importlib.util.spec_from_file_location("compare_heads", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--heads", "ltc,transformer", "--out", str(tmp_path)]) == 2
+    assert "transformer" in capsys.readouterr().err
+    assert mod.main(["--seeds", "0,x", "--out", str(tmp_path)]) == 2
+    assert mod.main(["--conditions", "forest/unseen,nowhere", "--out", str(tmp_path)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert mod.main(["--report-only", "--out", str(tmp_path)]) == 0
+    assert "no finished evaluations" in capsys.readouterr().out
