@@ -526,6 +526,7 @@ class _EpisodeRunner:
         state = base.sim.state
         scene = base.scene
         if cond.task == "follow":
+            # the environment's own clock (s since reset) places the moving target
             target_end, _ = scene.target_at(base._t)
         else:
             target_end = scene.target_pos_w

@@ -571,9 +571,9 @@ def comparison_markdown(comparison: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(
             _pct(h["conditions"][name]) if name in h["conditions"] else "-"
             for h in heads.values()) + " |")
-    lines += ["", "Intervals: Wilson 95% over the pooled episodes of all training seeds "
-              "(episodes treated as independent; the per-seed rates show the seed spread). "
-              "The headline difference uses Newcombe's interval."]
+    lines += ["", ("Intervals: Wilson 95% over the pooled episodes of all training seeds "
+                   "(episodes treated as independent; the per-seed rates show the seed spread). "
+                   "The headline difference uses Newcombe's interval.")]
     return "\n".join(lines) + "\n"
 
 
