@@ -649,8 +649,9 @@ def evaluate(policy_path: str | Path, conditions: Sequence[Condition],
              config: EvalConfig | None = None, out_dir: str | Path | None = None) -> tuple[EvalRun, dict[str, Path]]:
     """Run `run_conditions` and, if `out_dir` is given, write the report there.
 
-    Returns the run and the paths written (keys: results, table, plot, plots,
-    video, run_info; see `lnn_nav.report.write_report`).
+    Returns the run and the paths written (keys: results, table, plot, run_info,
+    video if recorded, and `plots/<condition name>` for every condition; see
+    `lnn_nav.report.write_report`).
     """
     import time
 
