@@ -196,12 +196,7 @@ class LTC(nn.Module):
         self.register_buffer("sensory_polarity", sedges[:, 2].to(torch.int8).contiguous())
         types = [NEURON_TYPES.index(t) for t in wiring.neuron_types]
         self.register_buffer("neuron_type", torch.tensor(types, dtype=torch.int8))
-        # One-hot target maps (E, N) used by the torch backend to sum edge terms per
-        # target neuron with one matmul; derived from tgt, so not saved in state_dict.
         n = self.state_size
-        self.register_buffer("_onehot", F.one_hot(edges[:, 1], n).float(), persistent=False)
-        self.register_buffer("_sonehot", F.one_hot(sedges[:, 1], n).float(), persistent=False)
-
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         n_e, n_s, n_i, n_o = edges.shape[0], sedges.shape[0], self.input_size, self.output_size
 
@@ -516,11 +511,14 @@ class LTC(nn.Module):
         # Sensory drive does not depend on v: compute it for the whole sequence at once.
         us = u.index_select(2, self.sensory_src)  # (B, T, E_s)
         sa = pos["sensory_w"] * torch.sigmoid(self.sensory_sigma * (us - self.sensory_mu))
-        onehot_s = self._sonehot.to(u.dtype)
+        # Edge terms are summed per target neuron by a matmul with one-hot target maps
+        # (E, N), built once per call: matmul exports to ONNX everywhere, unlike
+        # scatter-add, and costs one op per sub-step.
+        onehot_s = F.one_hot(self.sensory_tgt, n).to(u.dtype)
         # (E_s, 2N): first N columns sum sa * erev per target, last N sum sa.
         smap = torch.cat([onehot_s * self.sensory_erev.unsqueeze(1), onehot_s], dim=1)
         sens = sa @ smap  # (B, T, 2N)
-        onehot = self._onehot.to(u.dtype)
+        onehot = F.one_hot(self.tgt, n).to(u.dtype)
         rmap = torch.cat([onehot * self.erev.unsqueeze(1), onehot], dim=1)  # (E, 2N)
         gleak, w = pos["gleak"], pos["w"]
         gv = gleak * self.vleak
