@@ -518,6 +518,8 @@ class _EpisodeRunner:
         from lnn_nav.rollout import run_episode
 
         env, expert = self._env_for(cond)
+        # the controller counts faults since construction: keep this episode's share
+        before = dict(self.learner.controller.status().fault_counts)
         ep = run_episode(env, seed, expert, learner=self.learner, beta=0.0,
                          record_frames=record_frames)
         base = env.unwrapped
@@ -530,7 +532,8 @@ class _EpisodeRunner:
             target_end, _ = scene.target_at(base._t)
         else:
             target_end = scene.target_pos_w
-        counts = self.learner.controller.status().fault_counts
+        after = self.learner.controller.status().fault_counts
+        counts = {k: v - before.get(k, 0) for k, v in after.items()}
         return EpisodeResult(
             condition=cond.name,
             seed=int(seed),

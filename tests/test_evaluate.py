@@ -132,6 +132,26 @@ def test_same_seeds_same_results_in_process(policy_file: Path, tmp_path: Path) -
     assert ep["seed"] == 5
 
 
+def test_controller_faults_are_counted_per_episode(tmp_path: Path) -> None:
+    import torch
+
+    from lnn_nav.models.policy import NavPolicy, default_policy_config
+
+    policy = NavPolicy(default_policy_config())
+    with torch.no_grad():
+        for p in policy.head.parameters():
+            p.fill_(float("nan"))
+    path = policy.save(tmp_path / "nan.pt")
+    cfg = EvalConfig(episodes=2, time_limit_s=0.5, video_episodes=0, progress=False)
+    run, _ = evaluate(path, [single_condition("forest", "unseen")], cfg)
+    for e in run.results[0].episodes:
+        # the watchdog flies hover on a non-finite output: one fault per episode,
+        # not a count that grows with the episodes a worker happened to fly before
+        assert e.summary()["controller_faults"] == {"non_finite_output": 1}
+        assert np.all(e.commands == 0.0)
+        assert e.termination == "timeout"
+
+
 def test_suite_image_stress_is_stronger_than_training_augmentation() -> None:
     aug = AugmentConfig()
     stressed = [c for c in suite_conditions() if c.group == "image_stress"]
