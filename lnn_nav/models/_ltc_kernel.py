@@ -513,11 +513,17 @@ def _build() -> ctypes.CDLL:
             src = Path(tmp) / "ltc_kernel.cpp"
             src.write_text(_SOURCE, encoding="utf-8")
             tmp_lib = Path(tmp) / "ltc_kernel.so"
-            proc = subprocess.run(
-                [cxx, *_FLAGS, str(src), "-o", str(tmp_lib)],
-                capture_output=True, text=True, timeout=300, check=False,
-            )
-            if proc.returncode != 0:
+            # Some compilers or targets reject -march=native; the portable build is
+            # slower (narrower vectors) but computes the same thing.
+            portable = [f for f in _FLAGS if f != "-march=native"]
+            for flags in (_FLAGS, portable):
+                proc = subprocess.run(
+                    [cxx, *flags, str(src), "-o", str(tmp_lib)],
+                    capture_output=True, text=True, timeout=300, check=False,
+                )
+                if proc.returncode == 0:
+                    break
+            else:
                 raise RuntimeError(f"{cxx} failed to build the LTC kernel:\n{proc.stderr[-2000:]}")
             os.replace(tmp_lib, lib_path)
     lib = ctypes.CDLL(str(lib_path))
