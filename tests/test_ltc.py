@@ -125,22 +125,14 @@ def test_kernel_gradcheck():
     x = torch.randn(2, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 7, generator=gen, dtype=torch.float64, requires_grad=True)
     dt = (0.1 + torch.rand(2, 3, generator=gen, dtype=torch.float64)).requires_grad_(True)
-    params = [p for _, p in ltc.named_parameters()]
+    # the kernel's own inputs: effective (positive where required) parameters
+    eff = [p.detach().clone().requires_grad_(True) for p in ltc._effective()]
+    structure = ltc._structure()
 
     def fn(x, h0, dt, *ps):
-        for p, v in zip(params, ps):
-            p.data = v.detach()
-        eff = [torch.nn.functional.softplus(v) if j in (0, 1, 3, 7) else v
-               for j, v in enumerate(_kernel_order(ltc, ps))]
-        return _ltc_kernel.ltc_sequence(x, h0, dt, eff, ltc._structure())
+        return _ltc_kernel.ltc_sequence(x, h0, dt, ps, structure)
 
-    inputs = (x, h0, dt, *[p.detach().clone().requires_grad_(True) for p in params])
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
-
-
-def _kernel_order(ltc: LTC, ps):
-    by_name = dict(zip([n for n, _ in ltc.named_parameters()], ps))
-    return [by_name[n] for n in _ltc_kernel.PARAM_NAMES]
+    assert torch.autograd.gradcheck(fn, (x, h0, dt, *eff), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
