@@ -46,6 +46,44 @@ MAX_DT_S = 2.0
 """s, upper bound of the observation's dt (frame drops lengthen it)."""
 
 
+class Geometry:
+    """A read-only (N, k) float64 obstacle array as carried in `info`.
+
+    Not an ndarray on purpose: gymnasium's vector envs stack ndarray infos into
+    one (num_envs, ...) array, which fails when scenes have different obstacle
+    counts; any other object is kept whole per env. `np.asarray(info["cylinders"])`
+    gives the array (no copy); indexing, `len` and `shape` work as on it.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if dtype is not None and np.dtype(dtype) != self.array.dtype:
+            return self.array.astype(dtype)
+        return self.array.copy() if copy else self.array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.array[index]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Geometry) and np.array_equal(self.array, other.array)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Geometry({self.array!r})"
+
+
 def _check(owner: str, name: str, value: Any, lo: float, hi: float = math.inf,
            lo_open: bool = True) -> None:
     ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -253,6 +291,7 @@ class _QuadEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _reset_world(self, options: dict[str, Any] | None) -> None:
         sc = self._draw_scene(options)
         self.scene = sc
+        self._geometry = {k: Geometry(v) for k, v in sc.geometry().items()}
         self.world.apply(sc)
         self.sim.lighting, self.sim.background_rgb = lighting_for(sc)
         params = None
@@ -332,8 +371,8 @@ class _QuadEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "target_pos_w": np.asarray(target_pos, float).copy(),
             "target_vel_w": np.asarray(target_vel, float).copy(),
             "target_size_m": sc.target_size_m, "target_kind": sc.target_kind,
-            # copies: gymnasium requires that infos of different steps share no object
-            "cylinders": sc.cylinders.copy(), "spheres": sc.spheres.copy(), "boxes": sc.boxes.copy(),
+            # read-only wrappers, made once per episode (see `Geometry`)
+            **self._geometry,
             "bounds": np.array([-h, -h, h, h]), "ceiling_m": sc.ceiling_m,
             "target_in_view": self._target_in_view(st.pos_w, st.R_wb, target_pos),
             "time_s": self._t, "wind_w": sc.wind_at(self._t),
@@ -391,9 +430,9 @@ class FlyToTargetEnv(_QuadEnv):
     | ang_vel_body   | (3,) body rates                                  | rad/s, body FLU    |
     | target_pos_w   | (3,) target centre                               | m, world ENU       |
     | target_vel_w   | (3,) target velocity (zero here)                 | m/s, world ENU     |
-    | cylinders      | (N, 5) x, y, radius, zmin, zmax                  | m, world ENU       |
-    | spheres        | (M, 4) x, y, z, radius                           | m, world ENU       |
-    | boxes          | (K, 7) x, y, z, hx, hy, hz, yaw                  | m, rad, world ENU  |
+    | cylinders      | (N, 5) x, y, radius, zmin, zmax (a `Geometry`)   | m, world ENU       |
+    | spheres        | (M, 4) x, y, z, radius (a `Geometry`)            | m, world ENU       |
+    | boxes          | (K, 7) x, y, z, hx, hy, hz, yaw (a `Geometry`)   | m, rad, world ENU  |
     | bounds         | (4,) xmin, ymin, xmax, ymax of the arena         | m                  |
     | target_in_view | target centre in the field of view, not occluded | bool               |
     | distance_m     | horizontal distance to the target centre         | m                  |
