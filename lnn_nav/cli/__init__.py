@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Each entry is a module under lnn_nav.cli; its parsers are added in this order.
-COMMAND_MODULES = ("info", "collect", "train", "evaluate", "export", "fly")
+COMMAND_MODULES = ("info", "scene", "collect", "train", "evaluate", "export", "fly")
 
 
 def build_parser() -> argparse.ArgumentParser:
