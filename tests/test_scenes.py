@@ -245,12 +245,12 @@ def test_unknown_family_name_lists_the_shipped_ones():
 
 
 def test_family_geometry_is_quantised_for_pooling():
-    from lnn_nav.sim.scenes import LENGTH_STEP_M, SIZE_STEP_M
+    from lnn_nav.sim.scenes import SIZE_STEP_M, TRUNK_STEP_M
 
     sc = generate_scene("forest", "train", 5)
     r = sc.cylinders[:, 2] / SIZE_STEP_M
     assert np.allclose(r, np.round(r))
     trunks = sc.cylinders[sc.cylinder_role == ROLE_TRUNK]
-    h = trunks[:, 4] / LENGTH_STEP_M
+    h = trunks[:, 4] / TRUNK_STEP_M
     assert np.allclose(h, np.round(h)) and np.all(trunks[:, 3] == 0.0)
     assert math.isfinite(scene_min_trunk_gap_m(sc))

@@ -516,7 +516,7 @@ class FlyToTargetEnv(_QuadEnv):
         if touched:
             terminated = True
             info["termination"] = "collision"
-            info["collided_with"] = self.world.role_of(min(touched))
+            info["collided_with"] = min(self.world.role_of(b) for b in touched)  # by name: ids vary
             reward -= cfg.terminal_reward
         elif self._out_of_bounds(info["pos_w"]):
             terminated = True
@@ -632,7 +632,7 @@ class FollowTargetEnv(_QuadEnv):
         if touched:
             terminated = True
             info["termination"] = "collision"
-            info["collided_with"] = self.world.role_of(min(touched))
+            info["collided_with"] = min(self.world.role_of(b) for b in touched)  # by name: ids vary
             reward -= cfg.terminal_reward
         elif self._out_of_bounds(info["pos_w"]):
             terminated = True

@@ -44,8 +44,11 @@ CANOPY_STEP_M = 0.1
 """m, canopy radii are multiples of this (coarser: they vary over a wide range)."""
 
 LENGTH_STEP_M = 0.2
-"""m, heights of ground-standing obstacles (trunks, poles, boxes, walls) are multiples
-of this: the world builder pools one body per (footprint, height)."""
+"""m, heights of ground-standing obstacles (trunks, poles, boxes, walls) and box and
+wall footprints are multiples of this: the world builder pools one body per size."""
+
+TRUNK_STEP_M = 0.5
+"""m, trunk tops under spherical canopies and pole heights are multiples of this."""
 
 SPLITS = ("train", "val", "unseen")
 """Split names every family must define (a family may add more)."""
@@ -965,13 +968,15 @@ class _Builder:
         rc = _q(rng.uniform(*t.canopy_radius_m), CANOPY_STEP_M)
         base = _q(rng.uniform(*t.canopy_base_m))
         if t.canopy_kind == "sphere":
-            # the trunk reaches about the canopy centre (rounded: pooled heights)
-            top = _q(base + rc, LENGTH_STEP_M)
+            # the trunk ends inside the canopy, on a coarse grid (few pooled heights):
+            # base < top <= base + 0.65 m < base + 2 rc
+            top = math.ceil((base + 0.15) / TRUNK_STEP_M) * TRUNK_STEP_M
             crown_c: list[list[float]] = []
             crown_s = [[x, y, base + rc, rc]]
         else:
-            depth = _q(rng.uniform(*t.canopy_depth_m))
-            top = _q(base + depth / 2, LENGTH_STEP_M)
+            depth = _q(rng.uniform(*t.canopy_depth_m), LENGTH_STEP_M)
+            # the trunk ends inside the disc, on the height grid
+            top = max(math.floor((base + depth - 0.05) / LENGTH_STEP_M) * LENGTH_STEP_M, base + 0.5 * depth)
             crown_c = [[x, y, rc, base, base + depth]]
             crown_s = []
         trunk = [x, y, r, 0.0, top]
@@ -996,7 +1001,7 @@ class _Builder:
     def pole(self, x: float, y: float) -> bool:
         ps = self.spec.poles
         r = _q(self.rng.uniform(*ps.radius_m))
-        h = _q(self.rng.uniform(*ps.height_m), LENGTH_STEP_M)
+        h = _q(self.rng.uniform(*ps.height_m), TRUNK_STEP_M)
         part = [x, y, r, 0.0, h]
         if not self._inside(x, y, r) or not self._gap_ok(x, y, r) or not self._clear([part], [], []):
             return False
@@ -1188,15 +1193,19 @@ def _place_obstacles(spec: FamilySpec, b: _Builder, start: np.ndarray,
         else:
             x, y = rng.uniform(-h, h, 2)
         placed += b.tree(float(x), float(y))
-    for count, make in (
-        (spec.poles.count, lambda x, y: b.pole(x, y)),
-        (spec.boxes.count, lambda x, y: b.ground_box(
-            x, y, _q(rng.uniform(*spec.boxes.size_m)) / 2, _q(rng.uniform(*spec.boxes.size_m)) / 2,
-            _q(rng.uniform(*spec.boxes.height_m), LENGTH_STEP_M), ROLE_BOX)),
-        (spec.walls.count, lambda x, y: b.ground_box(
-            x, y, _q(rng.uniform(*spec.walls.length_m)) / 2, _q(spec.walls.thickness_m) / 2,
-            _q(rng.uniform(*spec.walls.height_m), LENGTH_STEP_M), ROLE_WALL)),
-    ):
+
+    def rock(x: float, y: float) -> bool:
+        side = _q(rng.uniform(*spec.boxes.size_m), LENGTH_STEP_M)  # square footprint
+        return b.ground_box(x, y, side / 2, side / 2,
+                            _q(rng.uniform(*spec.boxes.height_m), LENGTH_STEP_M), ROLE_BOX)
+
+    def wall(x: float, y: float) -> bool:
+        return b.ground_box(x, y, _q(rng.uniform(*spec.walls.length_m), LENGTH_STEP_M) / 2,
+                            _q(spec.walls.thickness_m) / 2,
+                            _q(rng.uniform(*spec.walls.height_m), LENGTH_STEP_M), ROLE_WALL)
+
+    for count, make in ((spec.poles.count, b.pole), (spec.boxes.count, rock),
+                        (spec.walls.count, wall)):
         n = int(rng.integers(count[0], count[1] + 1))
         done = 0
         for _ in range(30 * max(n, 1)):

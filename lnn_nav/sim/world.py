@@ -7,7 +7,9 @@ static bodies keyed by shape and size (scene sizes are multiples of
 and recolours pooled bodies into place and hides the unused ones; new bodies are
 created only when a scene needs more of one size than any scene before it.
 
-Hidden bodies are parked far below the ground *and* made fully transparent:
+Hidden bodies use maximal coordinates (a plain rigid body; PyBullet's default
+multibody costs ~0.5 us per physics step even when static, 4x more), are capped
+in number (`MAX_POOLED_BODIES`), and are parked far below the ground *and* made fully transparent:
 the TinyRenderer skips transparent bodies entirely, while each parked but
 opaque body would still cost ~6 us per frame.
 
@@ -35,6 +37,11 @@ import pybullet as p
 
 from lnn_nav.sim.camera import Lighting
 from lnn_nav.sim.scenes import ROLE_NAMES, SIZE_STEP_M, Scene
+
+MAX_POOLED_BODIES = 500
+"""Parked bodies beyond this many are removed after a scene is applied: every body,
+parked or not, costs PyBullet time in each physics step (about 0.1 us), and the
+number of distinct sizes over thousands of scenes is large."""
 
 _PARK_Z_M = -50.0
 _HIDDEN_RGBA = [0.0, 0.0, 0.0, 0.0]
@@ -157,7 +164,8 @@ class SceneWorld:
         if k < len(pool):
             return pool[k]
         col, vis = self._shape(key)
-        body = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], physicsClientId=self.client)
+        body = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], useMaximalCoordinates=True,
+                                 physicsClientId=self.client)
         self.bodies_created += 1
         pool.append(body)
         return body
@@ -199,7 +207,8 @@ class SceneWorld:
             if self.target_id is not None:
                 self._hide(self.target_id)
             col, vis = self._shape(tkey)
-            self.target_id = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], physicsClientId=self.client)
+            self.target_id = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], useMaximalCoordinates=True,
+                                               physicsClientId=self.client)
             self.bodies_created += 1
             self._target_key = tkey
         self._place(self.target_id, scene.target_pos_w, 0.0, scene.target_rgba)
@@ -210,10 +219,23 @@ class SceneWorld:
                 self._hide(body)
         self._in_use = placed
         self.body_role = roles
+        self._trim(used)
         if self.ground_id is not None:
             p.changeVisualShape(self.ground_id, -1, rgbaColor=[*map(float, scene.ground_rgb), 1.0],
                                 physicsClientId=self.client)
         self.scene = scene
+
+    def _trim(self, used: dict[_Key, int]) -> None:
+        """Remove parked bodies (those past the count in use) while over the cap."""
+        excess = sum(len(pool) for pool in self._pools.values()) - MAX_POOLED_BODIES
+        if excess <= 0:
+            return
+        for key, pool in self._pools.items():
+            while excess > 0 and len(pool) > used.get(key, 0):
+                p.removeBody(pool.pop(), physicsClientId=self.client)
+                excess -= 1
+            if excess <= 0:
+                break
 
     def _hide(self, body: int) -> None:
         p.resetBasePositionAndOrientation(body, [0.0, 0.0, _PARK_Z_M], [0, 0, 0, 1], physicsClientId=self.client)
@@ -236,8 +258,8 @@ class SceneWorld:
 
     @property
     def pooled_bodies(self) -> int:
-        """Bodies ever created for obstacles and targets (visible or parked)."""
-        return self.bodies_created
+        """Obstacle bodies that exist now (visible or parked)."""
+        return sum(len(pool) for pool in self._pools.values())
 
 
 def lighting_for(scene: Scene) -> tuple[Lighting, tuple[int, int, int]]:
