@@ -86,6 +86,8 @@ class ExpertConfig:
     """m, horizontal distance in front of the target at which the drone holds (task fly)."""
     follow_distance: float = 2.0
     """m, horizontal distance kept from the target (task follow)."""
+    follow_band: float = 0.4
+    """m, task follow: goal cells lie within this of the follow distance."""
     replan_distance: float = 0.4
     """m, target displacement that triggers a new plan (task follow)."""
     safety_margin: float = 0.05
@@ -433,6 +435,7 @@ class Expert:
         self._rate = np.array([self.config.max_accel, self.config.max_accel,
                                self.config.max_vertical_accel, self.config.max_yaw_accel])
         self._obstacles = Footprints.empty()
+        self._obstacles3d = Obstacles.empty()
         self._bounds: Bounds | None = None
         self._task: Task = "fly"
         self._field: CostToGo | None = None
@@ -443,6 +446,7 @@ class Expert:
         self._seen_side = 0.0  # sign of the target's bearing when last in view; 0: never seen
         self._searching = False
         self._planned_target: np.ndarray | None = None
+        self._planned_z = 0.0
         self._approach: np.ndarray | None = None
         self._band: tuple[float, float] = (-math.inf, math.inf)
 
@@ -455,11 +459,7 @@ class Expert:
         self._task = task
         self._bounds = bounds
         self._reset_state()
-        cfg = self.config
-        zlo = min(state.pos_w[2], self._goal_altitude(state)) - cfg.vertical_margin
-        zhi = max(state.pos_w[2], self._goal_altitude(state)) + cfg.vertical_margin
-        self._band = (zlo, zhi)
-        self._obstacles = obstacles.footprints(zlo, zhi)
+        self._obstacles3d = obstacles
         self._plan(state)
 
     def _goal_altitude(self, state: PrivilegedState) -> float:
@@ -470,6 +470,13 @@ class Expert:
 
     def _plan(self, state: PrivilegedState) -> None:
         cfg = self.config
+        # the band between the drone's and the goal's altitude: the drone climbs or
+        # descends between them on the way (re-sliced at every plan, since a
+        # followed target changes altitude)
+        zlo = min(state.pos_w[2], self._goal_altitude(state)) - cfg.vertical_margin
+        zhi = max(state.pos_w[2], self._goal_altitude(state)) + cfg.vertical_margin
+        self._band = (zlo, zhi)
+        self._obstacles = self._obstacles3d.footprints(zlo, zhi)
         p = np.asarray(state.pos_w[:2], np.float64)
         t = np.asarray(state.target_pos_w[:2], np.float64)
         pad = cfg.grid_padding + self._ring_radius()
@@ -485,6 +492,11 @@ class Expert:
         r = np.hypot(field.xs[None, :] - t[0], field.ys[:, None] - t[1])
         # the goal ring: every cell centre within half a cell (and a bit) of the ring
         goal = np.abs(r - ring) <= 0.75 * cfg.grid_resolution
+        if self._task == "follow":
+            # a wider band, and only where nothing stands between drone and
+            # target: a followed target must stay visible, not just near
+            goal = np.abs(r - ring) <= cfg.follow_band
+            goal &= self._line_of_sight(field, goal, t)
         inflation = cfg.inflation
         for _ in range(3):
             field.solve(goal, inflation, cfg.soft_clearance, cfg.soft_weight)
@@ -496,6 +508,26 @@ class Expert:
             inflation = cfg.drone_radius + 0.5 * (inflation - cfg.drone_radius)
         self._field = field
         self._planned_target = t.copy()
+        self._planned_z = float(state.target_pos_w[2])
+
+    def _line_of_sight(self, field: CostToGo, cells: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """bool (H, W): True at the `cells` whose straight line to the target point
+        t (2,) passes no obstacle footprint (footprints in the current band)."""
+        out = np.zeros_like(cells)
+        ii, jj = np.nonzero(cells)
+        if len(ii) == 0:
+            return out
+        starts = np.stack([field.xs[jj], field.ys[ii]], axis=1)
+        reach = float(np.max(np.hypot(*(starts - t).T))) + 0.5
+        near = self._obstacles.near(t, reach)
+        if not (len(near.circles) or len(near.boxes)):
+            out[ii, jj] = True
+            return out
+        u = np.linspace(0.0, 0.85, 12)  # stop short of the target itself
+        pts = starts[:, None, :] + u[None, :, None] * (t[None, None, :] - starts[:, None, :])
+        sd = near.signed_distance(pts.reshape(-1, 2)).reshape(len(starts), len(u))
+        out[ii, jj] = (sd > 0.03).all(axis=1)
+        return out
 
     @staticmethod
     def _near_reachable(field: CostToGo, i: int, j: int) -> bool:
@@ -521,7 +553,8 @@ class Expert:
         off = wrap_angle(bearing - yaw)  # target's angle in the image, + = left
 
         if self._task == "follow" and self._planned_target is not None:
-            moved = np.hypot(*(t[:2] - self._planned_target))
+            moved = max(float(np.hypot(*(t[:2] - self._planned_target))),
+                        abs(float(t[2]) - self._planned_z))
             if moved > cfg.replan_distance or not self._inside_field(p[:2]):
                 self._plan(state)
         elif not self._inside_field(p[:2]):
