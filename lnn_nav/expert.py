@@ -183,15 +183,18 @@ class Footprints(NamedTuple):
         db = np.hypot(b[:, 0] - xy[0], b[:, 1] - xy[1]) - np.hypot(b[:, 2], b[:, 3])
         return Footprints(c[dc < radius], b[db < radius])
 
-    def signed_distance(self, pts: np.ndarray) -> np.ndarray:
-        """pts (K, 2) m -> (K,) m: distance from each point to the nearest footprint
-        (negative inside one); +inf without obstacles."""
+    def __len__(self) -> int:
+        return len(self.circles) + len(self.boxes)
+
+    def distances(self, pts: np.ndarray) -> np.ndarray:
+        """pts (K, 2) m -> (K, N) m: signed distance from each point to each
+        footprint (circles first, then boxes; negative inside)."""
         pts = np.asarray(pts, np.float64).reshape(-1, 2)
-        out = np.full(len(pts), np.inf)
+        parts = []
         c = self.circles
         if len(c):
             d = np.hypot(pts[:, None, 0] - c[None, :, 0], pts[:, None, 1] - c[None, :, 1])
-            out = np.minimum(out, (d - c[None, :, 2]).min(axis=1))
+            parts.append(d - c[None, :, 2])
         b = self.boxes
         if len(b):
             dx = pts[:, None, 0] - b[None, :, 0]
@@ -201,7 +204,35 @@ class Footprints(NamedTuple):
             qy = np.abs(-sin * dx + cos * dy) - b[None, :, 3]
             outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
             inside = np.minimum(np.maximum(qx, qy), 0.0)
-            out = np.minimum(out, (outside + inside).min(axis=1))
+            parts.append(outside + inside)
+        if not parts:
+            return np.zeros((len(pts), 0))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def signed_distance(self, pts: np.ndarray) -> np.ndarray:
+        """pts (K, 2) m -> (K,) m: distance from each point to the nearest footprint
+        (negative inside one); +inf without obstacles."""
+        d = self.distances(pts)
+        if d.shape[1] == 0:
+            return np.full(d.shape[0], np.inf)
+        return d.min(axis=1)
+
+    def segment_distance(self, a: np.ndarray, b: np.ndarray) -> float:
+        """m, smallest signed distance from the segment a -> b ((2,) each) to any
+        footprint: exact for circles, boxes sampled every 2.5 cm."""
+        out = math.inf
+        c = self.circles
+        if len(c):
+            ab = b - a
+            L2 = float(ab @ ab)
+            rel = c[:, :2] - a
+            u = np.clip(rel @ ab / L2, 0.0, 1.0) if L2 > 1e-12 else np.zeros(len(c))
+            closest = a + u[:, None] * ab
+            out = float((np.hypot(*(c[:, :2] - closest).T) - c[:, 2]).min())
+        if len(self.boxes):
+            n = max(2, int(math.ceil(float(np.hypot(*(b - a))) / 0.025)) + 1)
+            pts = a + np.linspace(0.0, 1.0, n)[:, None] * (b - a)
+            out = min(out, float(Footprints(np.zeros((0, 3)), self.boxes).signed_distance(pts).min()))
         return out
 
 
@@ -606,13 +637,14 @@ class Expert:
         touching an obstacle footprint or leaving the arena. From a point already
         closer than that (corner cut, drift), a segment counts as clear if it does
         not go deeper, as long as it keeps the drone itself off the obstacle."""
-        n = max(2, int(math.ceil(np.hypot(*(b - a)) / 0.05)) + 1)
-        pts = a[None, :] + np.linspace(0.0, 1.0, n)[:, None] * (b - a)[None, :]
-        sd = local.signed_distance(pts)
+        start = float(local.signed_distance(a[None, :])[0])
+        seg = local.segment_distance(a, b)
         if self._bounds is not None:
-            sd = np.minimum(sd, self._bounds.distance_inside(pts))
-        thr = min(inflation, max(float(sd[0]) - 0.02, self.config.drone_radius + 0.02))
-        return bool((sd[1:] > thr).all())
+            ends = np.array([a, b])  # the arena is convex: its edge is nearest at an end
+            start = min(start, float(self._bounds.distance_inside(ends[:1])[0]))
+            seg = min(seg, float(self._bounds.distance_inside(ends).min()))
+        thr = min(inflation, max(start - 0.02, self.config.drone_radius + 0.02))
+        return seg > thr
 
     def _horizontal(self, p: np.ndarray, t: np.ndarray, state: PrivilegedState, dist_t: float,
                     bearing: float) -> tuple[np.ndarray, float]:
@@ -696,22 +728,15 @@ class Expert:
         slide past an obstacle but not close in on it, whatever the planner says."""
         cfg = self.config
         d_safe = cfg.drone_radius + cfg.safety_margin
-        parts = [Footprints(local.circles[k:k + 1], np.zeros((0, 5)))
-                 for k in range(len(local.circles))]
-        parts += [Footprints(np.zeros((0, 3)), local.boxes[k:k + 1])
-                  for k in range(len(local.boxes))]
         h = 1e-3
-        probe = np.array([xy, xy + [h, 0.0], xy + [0.0, h]])
-        for part in parts:
-            sd = part.signed_distance(probe)
-            if sd[0] > cfg.inflation + 0.5:
-                continue
-            n = np.array([sd[1] - sd[0], sd[2] - sd[0]]) / h  # unit gradient, away from it
+        sd = local.distances(np.array([xy, xy + [h, 0.0], xy + [0.0, h]]))  # (3, N)
+        for k in np.nonzero(sd[0] <= cfg.inflation + 0.5)[0]:
+            n = np.array([sd[1, k] - sd[0, k], sd[2, k] - sd[0, k]]) / h  # away from it
             norm = float(np.hypot(*n))
             if norm < 1e-9:
                 continue
             n /= norm
-            need = -cfg.safety_rate * (float(sd[0]) - d_safe)
+            need = -cfg.safety_rate * (float(sd[0, k]) - d_safe)
             vn = float(v @ n)
             if vn < need:
                 v = v + (need - vn) * n
