@@ -64,16 +64,17 @@ class Timers:
         self._undo.clear()
 
 
-def run_steps(env: FlyToTargetEnv, n: int, rng: np.random.Generator) -> tuple[float, int]:
-    """Step `n` times with random actions, resetting at episode ends; returns (seconds, resets)."""
+def run_steps(env: FlyToTargetEnv, n: int, rng: np.random.Generator) -> tuple[float, int, float]:
+    """Step `n` times with random actions, resetting at episode ends.
+    Returns (wall seconds, resets, CPU seconds of this process)."""
     resets = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n):
         _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
         if term or trunc:
             env.reset()
             resets += 1
-    return time.perf_counter() - t0, resets
+    return time.perf_counter() - t0, resets, time.process_time() - c0
 
 
 def bench_single(steps: int) -> dict[str, float]:
@@ -81,8 +82,9 @@ def bench_single(steps: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     run_steps(env, 300, rng)  # warm-up: fills the body pools
-    seconds, resets = run_steps(env, steps, rng)
-    out = {"steps_per_s": steps / seconds, "episodes": resets}
+    seconds, resets, cpu = run_steps(env, steps, rng)
+    # CPU time says what one free core would do when the machine is shared
+    out = {"steps_per_s": steps / seconds, "steps_per_cpu_s": steps / cpu, "episodes": resets}
 
     # cost split on a second run with timers around each part
     timers = Timers()
@@ -103,7 +105,7 @@ def bench_single(steps: int) -> dict[str, float]:
 
     quadsim.QuadSim.render = render_logged  # type: ignore[method-assign]
     try:
-        seconds, _ = run_steps(env, steps, rng)
+        seconds, _, _ = run_steps(env, steps, rng)
     finally:
         quadsim.QuadSim.render = orig_render  # type: ignore[method-assign]
         timers.restore()
@@ -174,8 +176,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res["steps_per_s_2workers"] = bench_vector(args.steps, 2)
     res["load_avg_1min"] = os.getloadavg()[0]
     res["cpus"] = os.cpu_count()
-    print(f"single process: {res['steps_per_s']:.0f} env steps/s (64x64 camera every step, "
-          f"random actions, {res['episodes']} resets included)")
+    print(f"single process: {res['steps_per_s']:.0f} env steps/s wall, {res['steps_per_cpu_s']:.0f} per CPU "
+          f"second (64x64 camera every step, random actions, {res['episodes']} resets included)")
     print(f"2 workers:      {res['steps_per_s_2workers']:.0f} env steps/s in total")
     print(f"reset: {res['reset_ms']:.2f} ms warm (scene generation {res['scene_generation_ms']:.2f} ms), "
           f"{res['reset_cold_ms']:.1f} ms cold; building the scene's bodies from scratch "
