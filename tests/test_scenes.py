@@ -254,3 +254,57 @@ def test_family_geometry_is_quantised_for_pooling():
     h = trunks[:, 4] / TRUNK_STEP_M
     assert np.allclose(h, np.round(h)) and np.all(trunks[:, 3] == 0.0)
     assert math.isfinite(scene_min_trunk_gap_m(sc))
+
+
+def test_world_reuses_bodies_and_hides_the_rest():
+    import pybullet as p
+
+    from lnn_nav.sim.world import SceneWorld
+
+    client = p.connect(p.DIRECT)
+    try:
+        world = SceneWorld(client)
+        a, b = generate_scene("forest", "train", 0), generate_scene("forest", "train", 1)
+        world.apply(a)
+        first = world.bodies_created
+        world.apply(b)
+        world.apply(a)
+        after = world.bodies_created
+        world.apply(b)
+        world.apply(a)
+        assert world.bodies_created == after >= first  # warm pools: nothing new
+        # every visible body sits where the scene says, hidden ones are transparent and parked
+        visible = set(world.body_role)
+        assert len(visible) == a.obstacle_count
+        trunks = {tuple(np.round(c[:2], 6)) for c in a.cylinders}
+        for body, role in world.body_role.items():
+            pos, _ = p.getBasePositionAndOrientation(body, physicsClientId=client)
+            if role == "trunk":
+                assert tuple(np.round(pos[:2], 6)) in trunks
+        for pool in world._pools.values():
+            for body in pool:
+                if body not in visible:
+                    assert p.getBasePositionAndOrientation(body, physicsClientId=client)[0][2] < -10
+                    assert p.getVisualShapeData(body, physicsClientId=client)[0][7][3] == 0.0
+        tpos, _ = p.getBasePositionAndOrientation(world.target_id, physicsClientId=client)
+        np.testing.assert_allclose(tpos, a.target_pos_w, atol=1e-9)
+    finally:
+        p.disconnect(client)
+
+
+def test_scene_cli_stats_and_show(tmp_path, capsys):
+    import cv2
+
+    from lnn_nav.cli import main
+
+    assert main(["scene", "stats", "forest", "--split", "val", "--n", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "line of sight start->target blocked" in out and "drone diameters" in out
+    assert main(["scene", "show", "forest-dense", "--split", "unseen", "--seed", "2",
+                 "--out", str(tmp_path), "--frames", "3"]) == 0
+    top = cv2.imread(str(tmp_path / "forest-dense_unseen_2_top.png"))
+    strip = cv2.imread(str(tmp_path / "forest-dense_unseen_2_strip.png"))
+    assert top is not None and top.shape[0] > 100
+    assert strip.shape == (128, 3 * 128 + 2 * 2, 3)
+    assert strip.std() > 10  # a real picture, not a blank
+    assert main(["scene", "stats", "no-such-family"]) == 2
