@@ -311,3 +311,37 @@ def test_info_adapters():
         state_from_info({"yaw": 0.0, "target_pos_w": [0, 0, 0]})
     with pytest.raises(ValueError, match="bounds"):
         bounds_from_info({"bounds": [3, 0, 1, 1]})
+
+
+# ------------------------------------------------- closed loop in the simulator
+def _shipped_families():
+    from lnn_nav.sim.scenes import shipped_families
+
+    return shipped_families()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", _shipped_families())
+def test_expert_succeeds_in_the_simulator_on_fixed_seeds(family):
+    from lnn_nav.rollout import expert_for_env, make_env, run_episode
+
+    env = make_env("fly", family, "val")
+    try:
+        expert = expert_for_env(env)
+        outcomes = {seed: run_episode(env, seed, expert, record_frames=False).termination
+                    for seed in (0, 1)}
+    finally:
+        env.close()
+    assert set(outcomes.values()) == {"success"}, f"{family}/val: {outcomes}"
+
+
+@pytest.mark.slow
+def test_expert_follows_a_moving_target_in_the_simulator():
+    from lnn_nav.rollout import expert_for_env, make_env, run_episode
+
+    env = make_env("follow", "forest", "val")
+    try:
+        ep = run_episode(env, 0, expert_for_env(env), record_frames=False)
+    finally:
+        env.close()
+    assert ep.termination == "success"  # tracked (in view, at distance) >= 80% of the time
