@@ -265,3 +265,20 @@ def test_async_vector_env_two_workers_matches_single_process():
     finally:
         venv.close()
         single.close()
+
+
+def test_view_culling_leaves_the_images_unchanged():
+    """Obstacles outside the view cone are made transparent before each render (speed);
+    the frames must be bit-identical to rendering everything."""
+    frames = {}
+    for cull in (False, True):
+        env = FlyToTargetEnv("forest-dense", "train")
+        env._cull = cull
+        try:
+            out = _rollout(env, 4, 150)
+            frames[cull] = [step[0]["image"] for step in out]
+        finally:
+            env.close()
+    assert len(frames[False]) == len(frames[True])
+    for a, b in zip(frames[False], frames[True]):
+        np.testing.assert_array_equal(a, b)

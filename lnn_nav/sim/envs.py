@@ -269,6 +269,8 @@ class _QuadEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._split_size = hi - lo
         self._frame: np.ndarray | None = None
         self._frames: list[np.ndarray] = []
+        self._cull = True
+        self._cull_half_angle = math.atan(math.hypot(math.tan(cam.hfov_rad / 2), math.tan(cam.vfov_rad / 2)))
 
     # ---- helpers used by both tasks ------------------------------------------
     @property
@@ -309,6 +311,11 @@ class _QuadEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def _capture(self) -> np.ndarray:
         """The frame the policy gets now: rendered, stressed, delayed."""
+        if self._cull:
+            # hide obstacles outside the view cone: same image, cheaper render
+            st = self.sim.state
+            eye, R_wc = camera_pose(self.config.sim.camera, st.pos_w, st.R_wb)
+            self.world.cull_to_view(eye, R_wc[:, 0], self._cull_half_angle)
         img = self.sim.render()
         if not self._faults:
             return img

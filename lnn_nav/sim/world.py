@@ -135,6 +135,10 @@ class SceneWorld:
         self._target_key: _Key | None = None
         self.bodies_created = 0
         self.scene: Scene | None = None
+        self._centres = np.zeros((0, 3))
+        self._radii = np.zeros(0)
+        self._rgba = np.zeros((0, 4))
+        self._shown = np.zeros(0, bool)
 
     # ---- pools ----------------------------------------------------------------
     def _shape(self, key: _Key) -> tuple[int, int]:
@@ -220,10 +224,48 @@ class SceneWorld:
         self._in_use = placed
         self.body_role = roles
         self._trim(used)
+        # bounding spheres of the placed bodies (placement order), for `cull_to_view`;
+        # the radii cover the low-poly visuals (prism corners 1.10 r, icosphere 1.04 r)
+        cyl, sph, box = scene.cylinders, scene.spheres, scene.boxes
+        self._centres = np.vstack([
+            np.column_stack([cyl[:, 0], cyl[:, 1], (cyl[:, 3] + cyl[:, 4]) / 2]).reshape(-1, 3),
+            sph[:, :3].reshape(-1, 3), box[:, :3].reshape(-1, 3)])
+        self._radii = np.concatenate([np.hypot(1.15 * cyl[:, 2], (cyl[:, 4] - cyl[:, 3]) / 2),
+                                      1.1 * sph[:, 3], 1.05 * np.linalg.norm(box[:, 3:6], axis=1)])
+        self._rgba = np.vstack([scene.cylinder_rgba.reshape(-1, 4), scene.sphere_rgba.reshape(-1, 4),
+                                scene.box_rgba.reshape(-1, 4)])
+        self._shown = np.ones(len(placed), bool)
         if self.ground_id is not None:
             p.changeVisualShape(self.ground_id, -1, rgbaColor=[*map(float, scene.ground_rgb), 1.0],
                                 physicsClientId=self.client)
         self.scene = scene
+
+    def cull_to_view(self, eye_w: np.ndarray, axis_w: np.ndarray, half_angle_rad: float) -> int:
+        """Make transparent the obstacle bodies that cannot appear in a camera's view and
+        restore the others; returns how many are shown.
+
+        eye_w: (3,) m camera centre, world ENU; axis_w: (3,) unit optical axis;
+        half_angle_rad: half-angle of a cone containing the view frustum (its
+        corner ray). A body is kept if its bounding sphere meets that cone, so
+        the image is unchanged; the renderer then skips the rest (each body
+        outside the view still costs it ~10 us). Positions are those of `apply`
+        (the moving target is not culled).
+        """
+        if not len(self._in_use):
+            return 0
+        d = self._centres - np.asarray(eye_w, float)
+        dist = np.sqrt((d * d).sum(axis=1))
+        inside = dist <= self._radii
+        safe = np.where(inside, 1.0, dist)
+        cos_to_axis = (d @ np.asarray(axis_w, float)) / safe
+        limit = np.minimum(half_angle_rad + np.arcsin(np.clip(self._radii / safe, 0.0, 1.0)), math.pi)
+        show = inside | (cos_to_axis >= np.cos(limit))
+        for i in np.nonzero(show != self._shown)[0]:
+            rgba = self._rgba[i] if show[i] else _HIDDEN_RGBA
+            p.changeVisualShape(self._in_use[i], -1, rgbaColor=[float(x) for x in rgba],
+                                physicsClientId=self.client)
+        self._shown = show
+        return int(show.sum())
 
     def _trim(self, used: dict[_Key, int]) -> None:
         """Remove parked bodies (those past the count in use) while over the cap."""
