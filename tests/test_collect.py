@@ -17,8 +17,14 @@ from lnn_nav import data
 from lnn_nav.cli import main as cli_main
 from lnn_nav.collect import collect
 from lnn_nav.command import CommandLimits
-from lnn_nav.controller import PolicyController
-from lnn_nav.rollout import CommandNoise, NoiseConfig, expert_for_env, make_env, run_episode
+from lnn_nav.rollout import (
+    CommandNoise,
+    NoiseConfig,
+    SimTimeController,
+    expert_for_env,
+    make_env,
+    run_episode,
+)
 
 ARRAYS = ("frames", "dt", "expert", "executed", "pos_w", "yaw", "target_pos_w")
 
@@ -125,10 +131,11 @@ def test_without_noise_the_expert_flies_its_label(env):
 def test_learner_flies_when_beta_is_zero(env):
     expert = expert_for_env(env)
     policy = ImageTurnPolicy()
-    ep = run_episode(env, 3, expert, learner=PolicyController(policy, limits=env.unwrapped.limits),
+    ep = run_episode(env, 3, expert, learner=SimTimeController(policy, limits=env.unwrapped.limits),
                      beta=0.0)
     # the same controller, replayed on the recorded frames, gives the flown commands
-    replay = PolicyController(policy, limits=env.unwrapped.limits)
+    # (its watchdog runs on simulated time, so machine load cannot trip it)
+    replay = SimTimeController(policy, limits=env.unwrapped.limits)
     cmds = np.array([replay.step(f, float(dt)).as_array() for f, dt in zip(ep.frames, ep.dt)])
     np.testing.assert_allclose(ep.executed, cmds, atol=1e-6)
     assert not np.allclose(ep.executed, ep.expert, atol=1e-3)
@@ -138,7 +145,7 @@ def test_per_episode_mixing_uses_one_pilot(env):
     expert = expert_for_env(env)
     pilots = set()
     for seed in range(4):
-        ctrl = PolicyController(ImageTurnPolicy(), limits=env.unwrapped.limits)
+        ctrl = SimTimeController(ImageTurnPolicy(), limits=env.unwrapped.limits)
         ep = run_episode(env, seed, expert, learner=ctrl, beta=0.5, mixing="episode")
         by_expert = np.all(np.abs(ep.executed - ep.expert) < 1e-5, axis=1)
         assert by_expert.all() or not by_expert[5:].any(), f"seed {seed}: mixed pilots"
@@ -151,7 +158,7 @@ def test_runner_rejects_bad_arguments(env):
     with pytest.raises(ValueError, match="beta"):
         run_episode(env, 0, expert, beta=0.5)
     with pytest.raises(ValueError, match="mixing"):
-        ctrl = PolicyController(ImageTurnPolicy(), limits=env.unwrapped.limits)
+        ctrl = SimTimeController(ImageTurnPolicy(), limits=env.unwrapped.limits)
         run_episode(env, 0, expert, learner=ctrl, beta=0.5, mixing="sometimes")
     with pytest.raises(ValueError, match="seed"):
         run_episode(env, -1, expert)
