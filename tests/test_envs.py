@@ -282,3 +282,38 @@ def test_view_culling_leaves_the_images_unchanged():
     assert len(frames[False]) == len(frames[True])
     for a, b in zip(frames[False], frames[True]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dynamics_family_perturbs_the_vehicle_and_blows_wind():
+    env = FlyToTargetEnv("forest-dynamics", "unseen")
+    try:
+        spec = env.family
+        for index in range(20):
+            sc = generate_scene(spec, "unseen", index)
+            if sc.weak_motor >= 0 and len(sc.gusts):
+                break
+        obs, info = env.reset(seed=0, options={"scene_index": index})
+        params = env.sim.quad.params
+        nominal = env.config.sim.vehicle
+        assert params.mass_kg == pytest.approx(nominal.mass_kg * sc.mass_scale)
+        assert min(params.motor_efficiency) == pytest.approx(sc.weak_motor_efficiency)
+        t_gust = sc.gusts[0, 0] + sc.gusts[0, 1] / 2
+        np.testing.assert_allclose(sc.wind_at(t_gust), sc.wind_steady_w + sc.gusts[0, 2:5], atol=1e-9)
+        for _ in range(30):  # the controller keeps it flying despite the weak motor
+            obs, r, term, trunc, info = env.step(np.zeros(4, np.float32))
+        assert not term and abs(info["pos_w"][2] - sc.start_pos_w[2]) < 0.3
+    finally:
+        env.close()
+
+
+def test_control_rate_shift_changes_dt():
+    cfg = FlyToTargetConfig(sim=QuadSimConfig(control_hz=15))
+    env = FlyToTargetEnv("forest", "train", config=cfg)
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs["dt"][0] == pytest.approx(1 / 15)
+        obs, _, _, _, info = env.step(np.zeros(4, np.float32))
+        assert obs["dt"][0] == pytest.approx(1 / 15) and info["time_s"] == pytest.approx(1 / 15)
+        assert env.metadata["render_fps"] == 15
+    finally:
+        env.close()
