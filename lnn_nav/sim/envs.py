@@ -593,7 +593,8 @@ class FollowTargetEnv(_QuadEnv):
         return t if t is not None else self.family.episode.follow_time_s
 
     def _scene_kwargs(self) -> dict[str, Any]:
-        return {"follow_distance_m": self.config.follow_distance_m}
+        return {"follow_distance_m": self.config.follow_distance_m,
+                "path_duration_s": self._time_limit() + 1.0}
 
     def _before_period(self) -> None:
         pos, _ = self.scene.target_at(self._t + self._period)

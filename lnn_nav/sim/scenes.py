@@ -765,7 +765,9 @@ class Scene:
             return self.target_pos_w.copy(), np.zeros(3)
         path, dt = self.target_path_w, self.target_path_dt_s
         k = t_s / dt
-        i = int(min(max(math.floor(k), 0), len(path) - 2))
+        if k >= len(path) - 1:  # past the end of the path: the target stops there
+            return path[-1].copy(), np.zeros(3)
+        i = int(max(math.floor(k), 0))
         a = min(max(k - i, 0.0), 1.0)
         pos = path[i] * (1 - a) + path[i + 1] * a
         return pos, (path[i + 1] - path[i]) / dt
@@ -1244,15 +1246,16 @@ def _seed_for(spec: FamilySpec, split: str, index: int) -> int:
 
 
 def generate_scene(family: str | Path | FamilySpec, split: str, seed: int, *,
-                   moving_target: bool = False, follow_distance_m: float = 1.5,
-                   path_dt_s: float = 0.1) -> Scene:
+                   moving_target: bool = False, follow_distance_m: float = 2.0,
+                   path_dt_s: float = 0.1, path_duration_s: float | None = None) -> Scene:
     """Draw scene `seed` (an index in [0, split size)) of a split of a family.
 
     The scene seed is `splits[split][0] + seed`, so splits never share a scene.
     Everything -- layout, colours, light, wind gusts, dynamics and sensor-fault
     levels -- follows from (family, split, seed). With `moving_target`, a smooth
     path for the target is drawn too (FollowTarget), starting `follow_distance_m`
-    ahead of the drone, and obstacles keep clear of it.
+    ahead of the drone and lasting `path_duration_s` (None: the family's
+    `episode.follow_time_s`), and obstacles keep clear of it.
     """
     spec = load_family(family)
     scene_seed = _seed_for(spec, split, seed)
@@ -1262,8 +1265,10 @@ def generate_scene(family: str | Path | FamilySpec, split: str, seed: int, *,
     start, yaw, target = _draw_start_target(spec, rng)
     path = None
     if moving_target:
-        path = _moving_path(spec, rng, start, yaw, follow_distance_m,
-                            spec.episode.follow_time_s, path_dt_s)
+        duration = spec.episode.follow_time_s if path_duration_s is None else path_duration_s
+        if not (math.isfinite(duration) and duration > 0):
+            raise ValueError(f"path_duration_s={path_duration_s!r}: expected a duration > 0 s")
+        path = _moving_path(spec, rng, start, yaw, follow_distance_m, duration, path_dt_s)
         target = path[0].copy()
     block = rng.random() < spec.target.line_blocker_prob
     goals = path[:: max(1, int(round(1.0 / path_dt_s)))] if path is not None else target[None]
