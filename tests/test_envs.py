@@ -246,7 +246,6 @@ def test_bad_split_and_render_mode_are_named():
         FlyToTargetEnv("forest", "train", render_mode="human")
 
 
-@pytest.mark.slow
 def test_async_vector_env_two_workers_matches_single_process():
     fns = [lambda: gym.make("lnn_nav/FlyToTarget-v0", family="forest", split="train")] * 2
     venv = gym.vector.AsyncVectorEnv(fns)
