@@ -67,3 +67,13 @@ def test_calibrated_ltc_head_trains_where_the_naive_ltc_does_not():
     assert naive > 0.8
     assert head < 0.6 * naive, (head, naive)
     assert ltc_dense_count(TASK.input_size, 34, 4) == 5838
+
+
+def test_product_sources_and_bad_sources():
+    task = MemoryTaskConfig(sources=("u0", "u1", "u2", "u0*u1"))
+    assert task.source_channels()[3] == (0, 1)
+    assert MemoryTaskConfig.from_dict(task.to_dict()) == task
+    with pytest.raises(ValueError, match="'u9'"):
+        MemoryTaskConfig(sources=("u0", "u1", "u2", "u9"))
+    with pytest.raises(ValueError, match="'x1'"):
+        MemoryTaskConfig(sources=("u0", "u1", "u2", "x1"))

@@ -2,8 +2,9 @@
 
 The memory task ("leaky integrals with irregular dt"): white-noise input
 channels are sampled at irregular instants; each target is a first-order
-low-pass (a leaky running integral) of one input channel, or of a product of
-two, with its own time constant in seconds:
+low-pass (a leaky running integral) of one input channel (by default channels
+0-3) or of a product of two (`sources`, e.g. "u0*u1": a nonlinear variant),
+with its own time constant in seconds:
 
     tau_k dy_k/dt = -y_k + s_k(t),   s_k held constant between samples
 
@@ -47,7 +48,9 @@ class MemoryTaskConfig:
     dt_ratio: float = 2.0
     """dt is log-uniform in [dt_nominal / ratio, dt_nominal * ratio] (>= 1; 1 = regular)."""
     time_constants_s: tuple[float, float, float, float] = (0.15, 0.3, 0.6, 0.3)
-    """s, tau of the targets: u0, u1, u2 and the product u0*u1 low-passed."""
+    """s, tau of the four targets."""
+    sources: tuple[str, str, str, str] = ("u0", "u1", "u2", "u3")
+    """what each target low-passes: an input channel "uK" or a product "uK*uJ"."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_size, int) or self.input_size < 3:
@@ -64,6 +67,25 @@ class MemoryTaskConfig:
                 f"time_constants_s={self.time_constants_s!r}: expected 4 finite seconds > 0"
             )
         object.__setattr__(self, "time_constants_s", taus)
+        srcs = tuple(str(v) for v in self.sources)
+        if len(srcs) != 4:
+            raise ValueError(f"sources={self.sources!r}: expected 4 entries")
+        for src in srcs:
+            try:
+                channels = [int(part[1:]) for part in src.split("*") if part.startswith("u")]
+            except ValueError:
+                channels = []
+            if not channels or len(channels) != len(src.split("*")) or len(channels) > 2 or not all(
+                0 <= c < self.input_size for c in channels
+            ):
+                raise ValueError(
+                    f"sources entry {src!r}: expected 'uK' or 'uK*uJ' with K, J in [0, {self.input_size - 1}]"
+                )
+        object.__setattr__(self, "sources", srcs)
+
+    def source_channels(self) -> tuple[tuple[int, ...], ...]:
+        """Input channels multiplied together for each target."""
+        return tuple(tuple(int(p[1:]) for p in src.split("*")) for src in self.sources)
 
     @property
     def output_size(self) -> int:
@@ -72,6 +94,7 @@ class MemoryTaskConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["time_constants_s"] = list(self.time_constants_s)
+        d["sources"] = list(self.sources)
         return d
 
     @classmethod
@@ -80,8 +103,9 @@ class MemoryTaskConfig:
         if unknown:
             raise ValueError(f"unknown MemoryTaskConfig keys {sorted(unknown)}")
         d = dict(d)
-        if "time_constants_s" in d:
-            d["time_constants_s"] = tuple(d["time_constants_s"])
+        for key in ("time_constants_s", "sources"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -101,7 +125,7 @@ def make_memory_batch(config: MemoryTaskConfig, batch: int, rng: np.random.Gener
     u = rng.standard_normal((batch, t_steps, n_in))
     log_r = math.log(config.dt_ratio)
     dt = config.dt_nominal_s * np.exp(rng.uniform(-log_r, log_r, size=(batch, t_steps)))
-    sources = np.stack([u[..., 0], u[..., 1], u[..., 2], u[..., 0] * u[..., 1]], axis=-1)
+    sources = np.stack([np.prod(u[..., list(ch)], axis=-1) for ch in config.source_channels()], axis=-1)
     taus = np.asarray(config.time_constants_s)
     decay = np.exp(-dt[..., None] / taus)  # (B, T, 4)
     # Stationary std of a low-passed unit white noise sampled every dt_nominal:
