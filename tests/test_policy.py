@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from lnn_nav.command import CommandLimits
-from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.heads import HEAD_KINDS, ltc_dense_count
 from lnn_nav.models.policy import (
     NavPolicy,

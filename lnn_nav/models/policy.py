@@ -220,9 +220,11 @@ class NavPolicy(nn.Module):
         counts = self.param_count()
         enc, head = self.config.encoder, self.config.head
         lines = [
-            f"encoder: CNN {enc.image_size[0]}x{enc.image_size[1]} RGB uint8, channels "
-            f"{list(enc.channels)}, {enc.keypoints} keypoints, {enc.pooling} -> "
-            f"{enc.feature_size} features, {counts['encoder']:,} parameters",
+            (
+                f"encoder: CNN {enc.image_size[0]}x{enc.image_size[1]} RGB uint8, channels "
+                f"{list(enc.channels)}, {enc.keypoints} keypoints, {enc.pooling} -> "
+                f"{enc.feature_size} features, {counts['encoder']:,} parameters"
+            ),
         ]
         if head.kind in ("ltc", "cfc"):
             wiring = head.wiring()
