@@ -156,8 +156,10 @@ class TrainConfig:
     """base learning rate; heads scale it per parameter group (`param_groups`)."""
     val_batch: int = 256
     """validation sequences (drawn once, from a seed disjoint from training's)."""
-    grad_clip: float = 1.0
-    """max global gradient norm."""
+    grad_clip: float = 10.0
+    """max global gradient norm. 10 rather than the usual 1: the LTC's gradient norm sits
+    between 1 and 10, and clipping it every step cost it ~20% of its validation loss
+    (0.147 -> 0.118, 3 seeds) while the GRU was unaffected."""
     seed: int = 0
     """seed of the training data stream (the head's own seed is set when it is built)."""
 
