@@ -34,9 +34,9 @@ from lnn_nav.data import Episode, atomic_write_bytes
 class BCConfig:
     """Knobs of one behaviour-cloning phase."""
 
-    steps: int = 1500
+    steps: int = 1200
     """Optimiser steps."""
-    batch_size: int = 16
+    batch_size: int = 12
     """Windows per batch."""
     window: int = 32
     """Steps per window that carry a loss (truncated BPTT length)."""
@@ -318,13 +318,13 @@ class DaggerConfig:
 
     rounds: int = 3
     """Rounds after the behaviour-cloning phase (0 = behaviour cloning only)."""
-    episodes_per_round: int = 60
+    episodes_per_round: int = 50
     """Learner rollouts per round."""
     beta0: float = 0.5
     """Probability that the expert flies a step in round 1."""
     beta_decay: float = 0.5
     """beta of round r is beta0 * beta_decay ** (r - 1)."""
-    steps_per_round: int = 500
+    steps_per_round: int = 300
     """Optimiser steps of retraining after each round (warm-started)."""
 
     def __post_init__(self) -> None:
