@@ -186,3 +186,32 @@ def test_cfc_matches_ncps():
     y_ref, _ = ref(x[:1], timespans=ts)
     y, _ = head(x[:1], None, ts)
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_lag_sensitivity_shows_memory(heads):
+    from lnn_nav.models.heads import gradient_norms, lag_sensitivity
+
+    x = torch.randn(4, 12, I, generator=torch.Generator().manual_seed(3))
+    mlp = lag_sensitivity(heads["mlp"], x)
+    assert mlp.shape == (12,) and mlp[0] > 0 and torch.count_nonzero(mlp[1:]) == 0
+    for kind in ("ltc", "cfc", "lstm", "gru"):
+        prof = lag_sensitivity(heads[kind], x)
+        assert prof[1:6].sum() > 1e-3 * prof.sum(), kind  # the past reaches the output
+    y, _ = heads["gru"](x, None, 1 / 30)
+    norms = gradient_norms(heads["gru"], (y**2).mean())
+    assert set(norms) == {n for n, _ in heads["gru"].named_parameters()}
+    assert all(v > 0 for v in norms.values())
+
+
+def test_calibrated_ltc_hears_its_input_sooner_than_naive_ltc():
+    """ncps's init at 30 Hz: the last output barely depends on the current input."""
+    from lnn_nav.models.heads import lag_sensitivity
+    from lnn_nav.models.ltc import LTC
+
+    cfg = HeadConfig(kind="ltc", input_size=8, units=34, seed=0)
+    x = torch.randn(32, 40, 8, generator=torch.Generator().manual_seed(4))
+    head = make_head(cfg)
+    naive = LTC(cfg.wiring(), seed=0)
+    recent_head = lag_sensitivity(head, x)[:5].sum() / head.ltc.output_w.abs().mean()
+    recent_naive = lag_sensitivity(naive, x)[:5].sum()
+    assert recent_head > 10 * recent_naive

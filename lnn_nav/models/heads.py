@@ -562,3 +562,29 @@ def build_head(
 ) -> nn.Module:
     """Build a `kind` head sized to `budget` (see `size_head`)."""
     return make_head(size_head(kind, input_size, output_size, budget, seed, **overrides))
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+def lag_sensitivity(head: nn.Module, x: Tensor, dt: float | Tensor = DEFAULT_DT_S) -> Tensor:
+    """Gradient-flow diagnostic: how much the last output depends on each past input.
+
+    x: (B, T, I) inputs, dt: seconds. Returns (T,) float32: entry k is the mean
+    |d y_{T-1} / d x_{T-1-k}| over batch, outputs and input channels -- the
+    head's memory profile by lag k (k = 0: the current input). A memoryless
+    head is zero for every k > 0; a "deaf" recurrent head is ~0 everywhere.
+    """
+    check_sequence_input(x, head.input_size)
+    x = x.detach().clone().requires_grad_(True)
+    y, _ = head(x, None, dt)
+    (grad,) = torch.autograd.grad(y[:, -1].abs().sum(), x)
+    per_step = grad.abs().mean(dim=(0, 2)) / head.output_size
+    return per_step.flip(0).detach()
+
+
+def gradient_norms(head: nn.Module, loss: Tensor) -> dict[str, float]:
+    """Gradient-flow diagnostic: the L2 norm of d loss / d parameter, per named parameter."""
+    named = [(n, p) for n, p in head.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in named], retain_graph=True, allow_unused=True)
+    return {n: (0.0 if g is None else float(g.norm())) for (n, _), g in zip(named, grads)}
