@@ -142,3 +142,13 @@ class _Step(torch.nn.Module):
 
     def forward(self, image, state, dt):
         return self.policy.step(image, state, dt)
+
+
+@pytest.mark.parametrize("kind", HEAD_KINDS)
+def test_param_groups_cover_every_parameter_once(kind):
+    policy = NavPolicy(baseline_policy_config(kind, seed=0))
+    groups = policy.param_groups(1e-3)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in policy.parameters() if p.requires_grad}
+    torch.optim.Adam(groups, lr=1e-3)  # accepted as given

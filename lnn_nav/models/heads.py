@@ -252,7 +252,7 @@ class LTCHead(nn.Module):
 
     Measured on the toy memory task (scripts/toy_memory.py; 5 seeds, 300
     steps, lr 1e-2): ncps's init does not beat predicting zero (val MSE
-    ~1.0); this init reaches ~0.14 (linear targets) -- still far from a GRU
+    ~1.0); this init reaches ~0.1 (linear targets) -- still far from a GRU
     of the same dense budget (~0.006). Tried and not adopted (no gain or
     worse, within seed noise): per-group learning-rate multipliers on w,
     sensory_w, cm, gleak, mu, sigma, erev, input/output maps; a stronger

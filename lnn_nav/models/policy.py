@@ -208,6 +208,12 @@ class NavPolicy(nn.Module):
         raw, new_state = self.head.step(feats, state, dt_step(dt, feats.shape[0], feats))
         return self._to_command(raw), new_state
 
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: the encoder at `base_lr`, then the head's own groups
+        (the LTC head scales its rates per parameter, see `LTCTrainability.lr_scale`)."""
+        enc = [p for p in self.encoder.parameters() if p.requires_grad]
+        return [{"params": enc, "lr": base_lr, "name": "encoder"}, *self.head.param_groups(base_lr)]
+
     def param_count(self) -> dict[str, Any]:
         """{"encoder": int, "head": {"effective", "dense"}, "total_effective", "total_dense"}."""
         enc = self.encoder.param_count()
