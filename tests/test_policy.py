@@ -110,7 +110,7 @@ def test_missing_and_foreign_files(tmp_path):
         NavPolicy.load(other)
 
 
-@pytest.mark.parametrize("kind", ["ltc", "gru", "mlp"])
+@pytest.mark.parametrize("kind", HEAD_KINDS)
 def test_step_exports_to_onnx(tmp_path, kind):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
