@@ -126,6 +126,8 @@ def test_head_config_round_trip_and_validation():
         HeadConfig(kind="ltc", units=5, output_size=4)
     with pytest.raises(ValueError, match="tau_range_s"):
         LTCTrainability(tau_range_s=(0.5, 0.1))
+    with pytest.raises(ValueError, match="potential_scale=0"):
+        LTCTrainability(potential_scale=0)
     with pytest.raises(ValueError, match="unknown_key"):
         HeadConfig.from_dict({"unknown_key": 1})
 

@@ -181,11 +181,9 @@ class LTCTrainability:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}={v!r}: expected a finite number >= 0")
-        if self.output_gain <= 0 or self.calibration_dt_s <= 0:
-            raise ValueError(
-                f"output_gain={self.output_gain!r} and calibration_dt_s={self.calibration_dt_s!r}: "
-                "both must be > 0"
-            )
+        for name in ("potential_scale", "output_gain", "calibration_dt_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected a number > 0")
         pairs = tuple((str(k), float(v)) for k, v in self.lr_scale)
         for k, v in pairs:
             if not (math.isfinite(v) and v > 0):
