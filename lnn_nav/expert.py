@@ -478,6 +478,7 @@ class Expert:
         self._searching = False
         self._planned_target: np.ndarray | None = None
         self._planned_z = 0.0
+        self._inflation = self.config.inflation  # m, obstacle inflation of the current plan
         self._approach: np.ndarray | None = None
         self._band: tuple[float, float] = (-math.inf, math.inf)
 
@@ -510,7 +511,43 @@ class Expert:
         self._obstacles = self._obstacles3d.footprints(zlo, zhi)
         p = np.asarray(state.pos_w[:2], np.float64)
         t = np.asarray(state.target_pos_w[:2], np.float64)
-        pad = cfg.grid_padding + self._ring_radius()
+        # Attempts, cheapest first: a grid around drone and goal with the full
+        # margin; the whole arena (the way round may lead far out); then less
+        # margin (a tight gap, or the drone already inside the margin). A path
+        # with less margin is also taken when it is much shorter than the
+        # full-margin detour, so the drone does not run out of time going round.
+        attempts = [(cfg.grid_padding, cfg.inflation), (math.inf, cfg.inflation),
+                    (math.inf, cfg.drone_radius + 0.5 * cfg.margin),
+                    (math.inf, cfg.drone_radius + 0.02)]
+        straight = float(np.hypot(*(t - p)))
+        best: tuple[float, CostToGo] | None = None
+        for k, (pad, inflation) in enumerate(attempts):
+            if k == len(attempts) - 1 and best is not None and math.isfinite(best[0]):
+                break  # the last resort (tighter than the safety filter) only without a path
+            if math.isinf(pad) and self._bounds is None:
+                pad = 3.0 * cfg.grid_padding
+            field = self._solve_field(p, t, pad, inflation)
+            i, j = field.cell(p)
+            win = field.dist[max(0, i - 2):i + 3, max(0, j - 2):j + 3]
+            length = float(np.min(win)) if np.isfinite(win).any() else math.inf
+            if best is None or length < 0.75 * best[0]:
+                best = (length, field)
+                self._inflation = inflation
+            if best[0] <= 1.6 * straight + 2.0:
+                break  # a reasonable path: no need to look further
+        assert best is not None  # internal invariant: attempts is not empty
+        self._field = best[1]
+        self._planned_target = t.copy()
+        self._planned_z = float(state.target_pos_w[2])
+
+    def _solve_field(self, p: np.ndarray, t: np.ndarray, pad: float,
+                     inflation: float) -> CostToGo:
+        """A cost-to-go field toward the goal ring over the box around drone p and
+        target t (2,) padded by `pad` m (clipped to the arena), with obstacles
+        inflated by `inflation` m."""
+        cfg = self.config
+        ring = self._ring_radius()
+        pad = pad + ring
         lo = np.minimum(p, t) - pad
         hi = np.maximum(p, t) + pad
         if self._bounds is not None:
@@ -519,7 +556,6 @@ class Expert:
             hi = np.minimum(hi, [b.xmax, b.ymax])
             hi = np.maximum(hi, lo + cfg.grid_resolution)
         field = CostToGo(self._obstacles, lo, hi, cfg.grid_resolution, self._bounds)
-        ring = self._ring_radius()
         r = np.hypot(field.xs[None, :] - t[0], field.ys[:, None] - t[1])
         # the goal ring: every cell centre within half a cell (and a bit) of the ring
         goal = np.abs(r - ring) <= 0.75 * cfg.grid_resolution
@@ -528,18 +564,8 @@ class Expert:
             # target: a followed target must stay visible, not just near
             goal = np.abs(r - ring) <= cfg.follow_band
             goal &= self._line_of_sight(field, goal, t)
-        inflation = cfg.inflation
-        for _ in range(3):
-            field.solve(goal, inflation, cfg.soft_clearance, cfg.soft_weight)
-            i, j = field.cell(p)
-            if math.isfinite(field.dist[i, j]) or self._near_reachable(field, i, j):
-                break
-            # No path with the full margin (tight gap, or the drone already
-            # inside the margin): plan again with less margin rather than give up.
-            inflation = cfg.drone_radius + 0.5 * (inflation - cfg.drone_radius)
-        self._field = field
-        self._planned_target = t.copy()
-        self._planned_z = float(state.target_pos_w[2])
+        field.solve(goal, inflation, cfg.soft_clearance, cfg.soft_weight)
+        return field
 
     def _line_of_sight(self, field: CostToGo, cells: np.ndarray, t: np.ndarray) -> np.ndarray:
         """bool (H, W): True at the `cells` whose straight line to the target point
@@ -559,13 +585,6 @@ class Expert:
         sd = near.signed_distance(pts.reshape(-1, 2)).reshape(len(starts), len(u))
         out[ii, jj] = (sd > 0.03).all(axis=1)
         return out
-
-    @staticmethod
-    def _near_reachable(field: CostToGo, i: int, j: int) -> bool:
-        """The drone's cell may be blocked (it is inside the margin) while a
-        neighbour within two cells has a path."""
-        win = field.dist[max(0, i - 2):i + 3, max(0, j - 2):j + 3]
-        return bool(np.isfinite(win).any())
 
     # ------------------------------------------------------------------- act
     def act(self, state: PrivilegedState, dt: float) -> VelocityCommand:
@@ -665,8 +684,7 @@ class Expert:
         to_hold = hold - xy
         d_hold = float(np.hypot(*to_hold))
 
-        inflation = cfg.inflation
-        if self._clear_segment(xy, hold, inflation * 0.8, local) or d_hold < 0.3:
+        if self._clear_segment(xy, hold, 0.8 * self._inflation, local) or d_hold < 0.3:
             aim, remaining = hold, d_hold
         else:
             aim, remaining = self._carrot(xy, local)
@@ -717,7 +735,7 @@ class Expert:
         # farthest first; every second cell is precise enough at 0.2 m
         for k in range(len(path) - 1, -1, -2):
             q = f.centre(*path[k])
-            if self._clear_segment(xy, q, cfg.inflation, local):
+            if self._clear_segment(xy, q, self._inflation, local):
                 return q, max(remaining, 0.0)
         return f.centre(*path[0]), max(remaining, 0.0)
 
