@@ -1,8 +1,11 @@
 """Trainability benchmark: every head on the toy memory task (irregular dt), same budget,
-same number of Adam steps, several seeds. Prints a table and one JSON line.
+same number of Adam steps, several seeds. Prints a table, the LTC/GRU ratio per seed and
+one JSON line.
 
-    .venv/bin/python scripts/toy_memory.py                 # ltc, cfc, lstm, gru, mlp; 5 seeds
+    .venv/bin/python scripts/toy_memory.py                       # ltc, cfc, lstm, gru, mlp; 5 seeds
     .venv/bin/python scripts/toy_memory.py --kinds ltc gru --steps 300
+    .venv/bin/python scripts/toy_memory.py --kinds ltc gru --lr-grid 3e-3 1e-2 3e-2
+                                                                 # each kind at its best base lr
 
 Target (issue 2, section 4): LTC validation loss within 1.5x of the GRU's in 5 of 5 seeds.
 """
@@ -26,7 +29,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--lr-sweep", action="store_true", help="also run every kind at lr 3e-3")
+    p.add_argument("--lr-grid", nargs="+", type=float, default=None,
+                   help="base learning rates to try per kind; each kind is reported at the one "
+                        "with the lowest median validation loss (default: DEFAULT_LR only)")
     p.add_argument("--sources", nargs=4, default=None,
                    help='what the 4 targets low-pass, e.g. u0 u1 u2 "u0*u1" (default: u0 u1 u2 u3)')
     args = p.parse_args()
@@ -34,24 +39,37 @@ def main() -> None:
     task = MemoryTaskConfig() if args.sources is None else MemoryTaskConfig(sources=tuple(args.sources))
     budget = ltc_dense_count(task.input_size, 34, task.output_size)
     seeds = tuple(range(args.seeds))
+    kinds = tuple(args.kinds)
     t0 = time.perf_counter()
-    results = compare_heads(tuple(args.kinds), seeds, task, args.steps, budget)
+    grid = args.lr_grid or [None]
+    by_lr: dict[str, dict[float, list[float]]] = {k: {} for k in kinds}
+    for lr in grid:
+        lrs = None if lr is None else {k: lr for k in kinds}
+        res = compare_heads(kinds, seeds, task, args.steps, budget, lrs)
+        for k in kinds:
+            by_lr[k][DEFAULT_LR[k] if lr is None else lr] = res[k]
+    best_lr = {k: min(by_lr[k], key=lambda lr, k=k: float(np.median(by_lr[k][lr]))) for k in kinds}
+    results = {k: by_lr[k][best_lr[k]] for k in kinds}
     print(f"toy memory task {task.to_dict()}")
     print(f"budget {budget} parameters, {args.steps} steps, seeds {list(seeds)}")
-    for kind, losses in results.items():
-        print(f"{kind:5s} lr {DEFAULT_LR[kind]:.0e}  val MSE " + " ".join(f"{v:.4f}" for v in losses)
-              + f"   median {np.median(losses):.4f}")
-    summary: dict[str, object] = {"steps": args.steps, "budget": budget,
-                                  "val_loss": results, "seconds": round(time.perf_counter() - t0, 1)}
+    for kind in kinds:
+        for lr, losses in sorted(by_lr[kind].items()):
+            mark = " *" if lr == best_lr[kind] and len(by_lr[kind]) > 1 else ""
+            print(f"{kind:5s} lr {lr:.0e}  val MSE " + " ".join(f"{v:.4f}" for v in losses)
+                  + f"   median {np.median(losses):.4f}{mark}")
+    summary: dict[str, object] = {"steps": args.steps, "budget": budget, "seeds": list(seeds),
+                                  "lr": best_lr, "val_loss": results}
+    if len(grid) > 1:
+        summary["val_loss_by_lr"] = {k: {f"{lr:g}": v for lr, v in d.items()} for k, d in by_lr.items()}
     if "ltc" in results and "gru" in results:
         ratios = [a / b for a, b in zip(results["ltc"], results["gru"])]
+        print("LTC / GRU per seed: " + " ".join(f"{r:.2f}" for r in ratios)
+              + f"   within 1.5x: {sum(r <= 1.5 for r in ratios)} of {len(ratios)}")
         summary["ltc_over_gru"] = [round(r, 3) for r in ratios]
         summary["seeds_within_1p5x"] = sum(r <= 1.5 for r in ratios)
     if "mlp" in results:
         summary["mlp_median"] = float(np.median(results["mlp"]))
-    if args.lr_sweep:
-        summary["val_loss_lr3e-3"] = compare_heads(
-            tuple(args.kinds), seeds, task, args.steps, budget, {k: 3e-3 for k in args.kinds})
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(summary))
 
 
