@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lnn_nav.models.heads import HEAD_KINDS, ltc_dense_count, make_head, size_head
+from lnn_nav.models.heads import HEAD_KINDS, LTCTrainability, ltc_dense_count, make_head, size_head
 from lnn_nav.models.toy_tasks import (
     DEFAULT_LR,
     MemoryTaskConfig,
@@ -67,6 +67,33 @@ def test_calibrated_ltc_head_trains_where_the_naive_ltc_does_not():
     assert naive > 0.8
     assert head < 0.6 * naive, (head, naive)
     assert ltc_dense_count(TASK.input_size, 34, 4) == 5838
+
+
+GRU_RATIO_TARGET = 1.5
+"""Issue 2, section 4: LTC validation loss within this factor of the GRU's, every seed."""
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="not met yet: LTC/GRU is ~4-8x at 300 steps (scripts/toy_memory.py)")
+def test_ltc_within_1p5x_of_gru_at_same_budget_and_steps():
+    """The issue's bar, on 2 of the script's 5 seeds: same budget, same 300 steps, each
+    kind at its DEFAULT_LR."""
+    losses = compare_heads(("ltc", "gru"), seeds=(0, 1), task=TASK, steps=300)
+    ratios = [a / b for a, b in zip(losses["ltc"], losses["gru"])]
+    assert all(r <= GRU_RATIO_TARGET for r in ratios), (ratios, losses)
+
+
+@pytest.mark.slow
+def test_lr_scaled_ltc_closes_most_of_the_gap_to_gru():
+    """Regression guard for the LTC head's per-group learning rates: without them the LTC
+    was 12-23x the GRU's loss at 300 steps; with them it must stay within 10x, and the
+    scaling must beat the same head trained with one rate for every parameter."""
+    losses = compare_heads(("ltc", "gru"), seeds=(0,), task=TASK, steps=300)
+    ltc, gru = losses["ltc"][0], losses["gru"][0]
+    assert ltc < 10 * gru, losses
+    flat = size_head("ltc", TASK.input_size, 4, seed=0, ltc=LTCTrainability(lr_scale=()))
+    unscaled = train_head(make_head(flat), TASK, TrainConfig(steps=300, lr=DEFAULT_LR["ltc"], seed=0))
+    assert ltc < 0.6 * unscaled.val_loss, (ltc, unscaled.val_loss)
 
 
 def test_product_sources_and_bad_sources():
