@@ -156,8 +156,6 @@ class LTCTrainability:
     """s, inter and command neurons' time constants at initialisation: log-uniform in this range."""
     tau_motor_s: tuple[float, float] = (0.01, 0.5)
     """s, the same for motor neurons."""
-    tau_command_s: tuple[float, float] | None = None
-    """s, the same for command neurons; None: `tau_range_s`."""
     gain_range: tuple[float, float] = (1.0, 3.0)
     """sigmoid slope times the presynaptic signal's std: uniform in this range."""
     potential_scale: float = 3.0
@@ -187,9 +185,7 @@ class LTCTrainability:
     nothing better (best 0.033): the other groups are near unit scale already."""
 
     def __post_init__(self) -> None:
-        for name in ("tau_range_s", "tau_motor_s", "tau_command_s", "gain_range"):
-            if getattr(self, name) is None and name == "tau_command_s":
-                continue
+        for name in ("tau_range_s", "tau_motor_s", "gain_range"):
             lo_hi = tuple(float(v) for v in getattr(self, name))
             if len(lo_hi) != 2 or not (0 < lo_hi[0] <= lo_hi[1] < math.inf):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected (low, high) with 0 < low <= high")
@@ -211,7 +207,6 @@ class LTCTrainability:
         d = asdict(self)
         d["tau_range_s"] = list(self.tau_range_s)
         d["tau_motor_s"] = list(self.tau_motor_s)
-        d["tau_command_s"] = None if self.tau_command_s is None else list(self.tau_command_s)
         d["gain_range"] = list(self.gain_range)
         d["lr_scale"] = [list(p) for p in self.lr_scale]
         return d
@@ -266,14 +261,45 @@ class LTCHead(nn.Module):
     Steps 2-3 repeat twice since conductances and potentials depend on each
     other. Everything is seeded: the same config and seed give the same head.
 
-    Measured on the toy memory task (scripts/toy_memory.py; 5 seeds, 300
-    steps, lr 1e-2): ncps's init does not beat predicting zero (val MSE
-    ~1.0); this init reaches ~0.1 (linear targets) -- still far from a GRU
-    of the same dense budget (~0.006). Tried and not adopted (no gain or
-    worse, within seed noise): per-group learning-rate multipliers on w,
-    sensory_w, cm, gleak, mu, sigma, erev, input/output maps; a stronger
-    leak (current-based regime); denser or sparser wirings; longer or
-    layer-specific time constants; steeper or flatter sigmoids.
+    Training: `param_groups` scales the learning rate of the capacitances,
+    and of the recurrent and sensory sigmoid slopes (`LTCTrainability.lr_scale`):
+    with one rate for every raw parameter those groups barely move in a few
+    hundred Adam steps.
+
+    Measured on the toy memory task (scripts/toy_memory.py; 300 steps, base lr
+    1e-2, the GRU at the same dense budget and steps: val MSE ~0.0055):
+    ncps's init does not beat predicting zero (~1.0); the calibration alone
+    reaches ~0.1 (12-23x the GRU); with the per-group rates ~0.028 (about 5x).
+    Diagnosis after 300 steps (seed 0), what the remaining gap is made of:
+
+    - time constants are not the limit: training turns the inter neurons into
+      the integrators (effective tau = cm / total conductance of 0.06-0.7 s,
+      the targets' are 0.15-0.6 s) and most command and motor neurons into
+      relays faster than 5 ms;
+    - the motor readout costs ~1.5-2x: a ridge readout of all 34 neurons
+      fits the targets to 0.007, of the 18 inter neurons to 0.011, of the
+      12 command neurons to 0.026, of the 4 motor neurons to 0.027; trained
+      end to end with a linear readout of all 34 neurons (not an NCP, a
+      diagnostic only) the same LTC reaches 0.018;
+    - the rest is how fast the sparse circuit learns: every inter neuron
+      that hears a target channel also hears other targets or distractors,
+      so clean integrators need synapses silenced and mixtures unmixed
+      through sigmoid, conductance-based relays; half the residual error
+      is a static compression of the target (fit by its square and cube);
+    - inputs are fine: 13% of sensory sigmoids are saturated at init, 0.3%
+      after training; the gradient norm stays at 0.7-2.8 (never clipped at
+      10), every parameter group receives gradient.
+
+    Tried with the per-group rates and not adopted (no gain beyond seed
+    noise, or worse): sigmoid gains 0.1-0.5 to 1-3; inter neurons slow and
+    command/motor fast at init; leak ratio 1 and 3 (10: 0.18); potential
+    scales 1, 5, 10; other NCP splits (inter/command 10/20, 22/8, motor
+    fan-in 12, full fan-outs) and sparsity 0.1, 0.3, 0.7; 4, 12 or 24 ODE
+    unfolds (2 unfolds: 0.3 -- a sensory change needs three sub-steps to
+    reach the motor neurons); 60 neurons (0.024); output gain 1; a random
+    search over all 13 groups' rate multipliers. The issue's target (within
+    1.5x of the GRU) is not met; tests/test_toy_memory.py holds it as a
+    strict expected failure.
     """
 
     kind = "ltc"
@@ -321,10 +347,6 @@ class LTCHead(nn.Module):
         log_lo, log_hi = (math.log(v) for v in cfg.tau_motor_s)
         tau_motor = torch.exp(uniform(n, log_lo, log_hi))
         tau = torch.where(ltc.neuron_type == 2, tau_motor, tau)
-        if cfg.tau_command_s is not None:
-            log_lo, log_hi = (math.log(v) for v in cfg.tau_command_s)
-            tau_command = torch.exp(uniform(n, log_lo, log_hi))
-            tau = torch.where(ltc.neuron_type == 1, tau_command, tau)
         gain = uniform(n_e, *cfg.gain_range)
         jitter = uniform(n_e, -0.5, 0.5) * cfg.centre_jitter
         layers = [ltc.neuron_type == i for i in range(3)]  # inter, command, motor
