@@ -150,6 +150,29 @@ def test_ltc_param_groups_apply_lr_scale():
     assert n_params == head.param_count()["effective"]
 
 
+def test_ltc_centring_is_an_exact_change_of_variables():
+    """centre_state shifts the potentials so the zero initial state is the calibrated mean
+    state m: the centred head from 0 behaves exactly like the uncentred one from m."""
+    cfg = HeadConfig(kind="ltc", input_size=8, units=34, seed=1)
+    centred = make_head(cfg)
+    plain = make_head(HeadConfig.from_dict({**cfg.to_dict(), "ltc": {**cfg.ltc.to_dict(), "centre_state": False}}))
+    m = (plain.ltc.vleak - centred.ltc.vleak).detach()
+    assert m.abs().mean() > 0.1  # the calibrated mean state is far from 0: centring matters
+    x = torch.randn(3, 20, 8, generator=torch.Generator().manual_seed(4))
+    dt = torch.full((3, 20), 1 / 30) * torch.linspace(0.5, 2.0, 20)
+    with torch.no_grad():
+        y_c, h_c = centred(x, None, dt)
+        y_p, h_p = plain(x, m.expand(3, -1).contiguous(), dt)
+    torch.testing.assert_close(y_c, y_p, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(h_c + m, h_p, rtol=1e-4, atol=1e-4)
+    # and the centred head starts at its operating point: outputs near their mean from step 0
+    with torch.no_grad():
+        y_u, _ = plain(x, None, dt)
+    assert (y_c[:, 0] - y_c[:, -5:].mean(1)).abs().mean() < (y_u[:, 0] - y_u[:, -5:].mean(1)).abs().mean()
+    with pytest.raises(ValueError, match="centre_state"):
+        LTCTrainability(centre_state=1)
+
+
 def test_ltc_calibration_keeps_signal_alive_through_layers():
     """ncps's init at 30 Hz leaves motor neurons nearly deaf to the input; the head's does not."""
     from lnn_nav.models.ltc import LTC

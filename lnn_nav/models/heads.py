@@ -168,6 +168,9 @@ class LTCTrainability:
     """outputs start with this std on standardised inputs (0 would block gradients)."""
     calibration_dt_s: float = DEFAULT_DT_S
     """s, the frame period of the calibration run (the rate the head will see)."""
+    centre_state: bool = True
+    """shift every neuron's potential so that its calibrated mean is 0, the initial state
+    (an exact change of variables, see `LTCHead`)."""
     lr_scale: tuple[tuple[str, float], ...] = (("cm", 20.0), ("sigma", 40.0), ("sensory_sigma", 10.0))
     """(parameter-name prefix, multiplier of the base learning rate) pairs; the first matching
     prefix wins. Default: capacitances x20, recurrent sigmoid slopes x40, sensory slopes x10.
@@ -194,6 +197,8 @@ class LTCTrainability:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}={v!r}: expected a finite number >= 0")
+        if not isinstance(self.centre_state, bool):
+            raise ValueError(f"centre_state={self.centre_state!r}: expected True or False")
         for name in ("potential_scale", "output_gain", "calibration_dt_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected a number > 0")
@@ -372,6 +377,18 @@ class LTCHead(nn.Module):
             mean, std = v.mean(0), v.std(0).clamp_min(1e-4)
             ltc.output_w.fill_(cfg.output_gain).div_(std)
             ltc.output_b.copy_(-mean * ltc.output_w)
+            if cfg.centre_state:
+                self._centre(self._run_states(x, dt).mean(0))
+
+    def _centre(self, m: Tensor) -> None:
+        """Change of variables v' = v - m (m: (N,) potentials): the dynamics and outputs are
+        unchanged, and the state v' = 0 that every sequence starts from is the state m."""
+        ltc = self.ltc
+        ltc.vleak.sub_(m)
+        ltc.erev.sub_(m[ltc.tgt])
+        ltc.sensory_erev.sub_(m[ltc.sensory_tgt])
+        ltc.mu.sub_(m[ltc.src])
+        ltc.output_b.add_(ltc.output_w * m[: self.output_size])
 
     def _set_capacitance(self, x: Tensor, dt: float, tau: Tensor) -> None:
         """cm := tau * mean total conductance of each neuron over the calibration stream."""
