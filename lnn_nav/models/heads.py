@@ -156,9 +156,9 @@ class LTCTrainability:
     """s, inter and command neurons' time constants at initialisation: log-uniform in this range."""
     tau_motor_s: tuple[float, float] = (0.01, 0.5)
     """s, the same for motor neurons."""
-    gain_range: tuple[float, float] = (1.0, 3.0)
+    gain_range: tuple[float, float] = (0.3, 1.0)
     """sigmoid slope times the presynaptic signal's std: uniform in this range."""
-    potential_scale: float = 3.0
+    potential_scale: float = 5.0
     """reversal and leak potentials are multiplied by this (ncps: 1), see `LTCHead`."""
     leak_ratio: float = 0.0
     """if > 0, leak conductance := leak_ratio * typical synaptic conductance of each neuron."""
@@ -256,7 +256,7 @@ class LTCHead(nn.Module):
     4. the output map standardises the motor potentials to `output_gain` std.
 
     Before that, reversal and leak potentials are multiplied by
-    `potential_scale` (3). The dynamics are equivalent up to a rescaling of
+    `potential_scale` (5). The dynamics are equivalent up to a rescaling of
     the potentials, but Adam moves every raw parameter by about the learning
     rate per step whatever its natural scale: with ncps's +-1 potentials the
     neurons' spread is ~0.05, so a step of 0.01 on a sigmoid centre jumps a
