@@ -4,13 +4,16 @@ same `VelocityCommand` (body FLU, m/s and rad/s) that a learned policy outputs.
 How it flies
 ------------
 1. Plan (at reset, and again when the goal moved): a 2D cost-to-go field over a
-   grid covering the drone, the goal and some padding. Obstacles are the circles
-   and boxes whose height range overlaps the band the drone flies in (start to
-   target altitude, with a margin); they are inflated by the drone radius plus a
-   margin, and cells close to them cost more, so paths keep their distance. The
-   field is seeded at every free cell on the ring of "hold points" around the
-   target (the stand-off distance), so the drone flies to the nearest reachable
-   one. The field is computed by vectorised Bellman-Ford sweeps (numpy; no scipy).
+   grid covering the drone, the goal and some padding. Obstacles are the 2D
+   footprints of everything reaching into the band the drone flies in (start to
+   target altitude, plus `vertical_margin`): cylinders and boxes whole, spheres
+   by their widest cross-section in the band; they are inflated by the drone
+   radius plus a margin, and cells close to them cost more, so paths keep their
+   distance. The field is seeded at every free cell on the ring of "hold points"
+   around the target (the stand-off distance), so the drone flies to the nearest
+   reachable one. The field is computed by vectorised Bellman-Ford sweeps (numpy;
+   no scipy). Without a reasonable path in the padded grid, the whole arena is
+   planned, then a smaller margin.
 2. Follow (every step, well under a millisecond): trace the steepest descent of
    the field from the drone for a few metres and steer at the farthest point of
    that path the drone can reach in a straight line (checked on the exact,
