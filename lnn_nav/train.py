@@ -368,8 +368,9 @@ class TrainConfig:
     """Run directory: checkpoints, metrics, rollouts of the learner, final policy.pt."""
     workers: int = 2
     """Processes for collection and rollouts."""
-    threads: int = 2
-    """torch threads for training."""
+    threads: int = 1
+    """torch threads for training. One: on this 2-core machine a second thread
+    made training steps slower whenever anything else ran (measured)."""
     bc: BCConfig = field(default_factory=BCConfig)
     """The behaviour-cloning phase."""
     dagger: DaggerConfig = field(default_factory=DaggerConfig)
