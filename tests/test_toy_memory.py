@@ -74,7 +74,8 @@ GRU_RATIO_TARGET = 1.5
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not met yet: LTC/GRU is ~4-8x at 300 steps (scripts/toy_memory.py)")
+@pytest.mark.xfail(strict=True, reason="not met yet: LTC/GRU is 1.7-2.8x at 300 steps, 5 seeds "
+                                       "(scripts/toy_memory.py); the NCP motor readout is the bottleneck")
 def test_ltc_within_1p5x_of_gru_at_same_budget_and_steps():
     """The issue's bar, on 2 of the script's 5 seeds: same budget, same 300 steps, each
     kind at its DEFAULT_LR."""
@@ -84,16 +85,19 @@ def test_ltc_within_1p5x_of_gru_at_same_budget_and_steps():
 
 
 @pytest.mark.slow
-def test_lr_scaled_ltc_closes_most_of_the_gap_to_gru():
-    """Regression guard for the LTC head's per-group learning rates: without them the LTC
-    was 12-23x the GRU's loss at 300 steps; with them it must stay within 10x, and the
-    scaling must beat the same head trained with one rate for every parameter."""
+def test_ltc_trainability_defaults_close_most_of_the_gap_to_gru():
+    """Regression guard for the LTC head's defaults: the calibration alone left the LTC at
+    12-23x the GRU's loss at 300 steps; with per-group learning rates and centred
+    potentials it must stay within 4x (measured 2.8x on this seed), and each of the two
+    must matter: the same head without it does clearly worse."""
     losses = compare_heads(("ltc", "gru"), seeds=(0,), task=TASK, steps=300)
     ltc, gru = losses["ltc"][0], losses["gru"][0]
-    assert ltc < 10 * gru, losses
-    flat = size_head("ltc", TASK.input_size, 4, seed=0, ltc=LTCTrainability(lr_scale=()))
-    unscaled = train_head(make_head(flat), TASK, TrainConfig(steps=300, lr=DEFAULT_LR["ltc"], seed=0))
-    assert ltc < 0.6 * unscaled.val_loss, (ltc, unscaled.val_loss)
+    assert ltc < 4 * gru, losses
+    train = TrainConfig(steps=300, lr=DEFAULT_LR["ltc"], seed=0)
+    for ablation in ({"lr_scale": ()}, {"centre_state": False}):
+        cfg = size_head("ltc", TASK.input_size, 4, seed=0, ltc=LTCTrainability(**ablation))
+        worse = train_head(make_head(cfg), TASK, train).val_loss
+        assert ltc < 0.7 * worse, (ablation, ltc, worse)
 
 
 def test_product_sources_and_bad_sources():
