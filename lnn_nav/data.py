@@ -14,14 +14,14 @@ the episodes already on disk.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lnn_nav.atomic import atomic_write, atomic_write_json
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -80,27 +80,6 @@ def episode_filename(split: str, seed: int) -> str:
     return f"ep_{split}_{seed:07d}.npz"
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(file_object)` on a temporary file next to `path`, then
-    rename it over `path`: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: object) -> None:
-    atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
-
-
 def save_episode(directory: Path, ep: Episode) -> Path:
     """Write one episode atomically; returns its path."""
     path = Path(directory) / episode_filename(ep.split, ep.seed)
@@ -117,7 +96,7 @@ def save_episode(directory: Path, ep: Episode) -> Path:
         "family": np.array(ep.family),
         "split": np.array(ep.split),
     }
-    atomic_write_bytes(path, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 

@@ -25,13 +25,12 @@ import io
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lnn_nav.data import atomic_write_bytes, atomic_write_json
+from lnn_nav.atomic import atomic_path, atomic_write, atomic_write_json
 from lnn_nav.metrics import OUTCOMES, Interval, difference_interval, wilson_interval
 
 RESULTS_FORMAT = "lnn_nav.eval_results"
@@ -289,7 +288,7 @@ def plot_trajectories(result: Any, path: str | Path, max_panels: int = 36) -> Pa
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     path = Path(path)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
     return path
 
 
@@ -389,25 +388,20 @@ def write_video(episodes: list[Any], path: str | Path, fps: float = 30.0, pane_p
     if isinstance(pane_px, bool) or not isinstance(pane_px, int) or pane_px < 32 or pane_px % 2:
         raise ValueError(f"pane_px={pane_px!r}: expected an even integer >= 32")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # the container is chosen from the extension, so the temporary name ends in .mp4
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.mp4")
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (2 * pane_px, pane_px))
-    try:
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV could not open an mp4v writer for {tmp}")
-        for e in episodes:
-            for frame in _video_frames(e, pane_px, fps, e.condition):
-                writer.write(np.ascontiguousarray(frame))
-        writer.release()
+    with atomic_path(path, suffix=".tmp.mp4") as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                 (2 * pane_px, pane_px))
+        try:
+            if not writer.isOpened():
+                raise RuntimeError(f"OpenCV could not open an mp4v writer for {tmp}")
+            for e in episodes:
+                for frame in _video_frames(e, pane_px, fps, e.condition):
+                    writer.write(np.ascontiguousarray(frame))
+        finally:
+            writer.release()
         if os.path.getsize(tmp) == 0:
             raise RuntimeError(f"OpenCV wrote an empty video to {tmp}")
-        os.replace(tmp, path)
-    except BaseException:
-        writer.release()
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -429,7 +423,7 @@ def write_report(run: Any, out_dir: str | Path, max_panels: int = 36) -> dict[st
     atomic_write_json(paths["results"], results)
     paths["table"] = out / "results.md"
     table = markdown_table(results)
-    atomic_write_bytes(paths["table"], lambda f: f.write(table.encode()))
+    atomic_write(paths["table"], lambda f: f.write(table.encode()))
     for i, res in enumerate(run.results):
         name = "trajectories.png" if i == 0 else f"trajectories_{slug(res.condition.name)}.png"
         p = plot_trajectories(res, out / name, max_panels=max_panels)
@@ -619,5 +613,5 @@ def plot_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     path = Path(path)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
     return path

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from lnn_nav.augment import AugmentConfig, augment_window
-from lnn_nav.data import Episode, atomic_write_bytes
+from lnn_nav.atomic import atomic_write, atomic_write_json
+from lnn_nav.data import Episode
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def lr_at(step: int, cfg: BCConfig) -> float:
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 class MetricsLog:
@@ -454,7 +455,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
     import json
 
     from lnn_nav.collect import collect
-    from lnn_nav.data import atomic_write_json, load_dataset
+    from lnn_nav.data import load_dataset
 
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)

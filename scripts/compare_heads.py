@@ -132,7 +132,7 @@ def evaluate_one(policy: Path, head: str, seed: int, out: Path, conditions: list
 
 def write_comparison(out: Path, heads: list[str]) -> dict | None:
     """Build the table from every finished evaluation of `heads` under `out/eval`."""
-    from lnn_nav.data import atomic_write_bytes, atomic_write_json
+    from lnn_nav.atomic import atomic_write_json, atomic_write_text
 
     runs: dict[str, list[dict]] = {}
     for head in heads:
@@ -145,7 +145,7 @@ def write_comparison(out: Path, heads: list[str]) -> dict | None:
     comp["headline"] = headline_sentence(comp)
     atomic_write_json(out / "comparison.json", comp)
     table = comparison_markdown(comp)
-    atomic_write_bytes(out / "comparison.md", lambda f: f.write(table.encode()))
+    atomic_write_text(out / "comparison.md", table)
     plot_comparison(comp, out / "comparison.png")
     return comp
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         timings_path = out / "timings.json"
         timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
         if not args.report_only:
-            from lnn_nav.data import atomic_write_json
+            from lnn_nav.atomic import atomic_write_json
 
             for head in heads:
                 for seed in seeds:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lnn_nav import data
+from lnn_nav.atomic import atomic_write
 
 
 def _episode(seed=3, t=5):
@@ -56,8 +57,19 @@ def test_failed_write_leaves_nothing(tmp_path):
         raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        data.atomic_write_bytes(tmp_path / "x.npz", explode)
+        atomic_write(tmp_path / "x.npz", explode)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "x.bin", lambda f: f.write(b"1"))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
 
 
 def test_truncated_episode_names_the_file(tmp_path):

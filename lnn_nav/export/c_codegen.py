@@ -393,7 +393,7 @@ class Golden(NamedTuple):
 
 def write_golden(path: str | Path, golden: Golden) -> None:
     """Write golden vectors in the harness's binary format (atomically)."""
-    from lnn_nav.export.bundle import atomic_write_bytes
+    from lnn_nav.atomic import atomic_write_bytes
 
     dt = np.asarray(golden.dt, np.float32).reshape(-1)
     feats = np.asarray(golden.features, np.float32)

@@ -11,8 +11,6 @@ would silently fix its length to the traced one, a single step cannot.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from lnn_nav.atomic import atomic_path
 
 INPUT_NAMES = ("image", "state", "dt")
 OUTPUT_NAMES = ("command", "state_next")
@@ -57,11 +57,8 @@ def export_onnx(
     image = torch.zeros((1, *image_shape), dtype=torch.uint8)
     state = policy.init_state(1)
     dt = torch.full((1, 1), 1.0 / 30.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
             # the TorchScript exporter is deprecated upstream, but the dynamo one
             # needs onnxscript, which this stack does not carry
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -69,7 +66,7 @@ def export_onnx(
             torch.onnx.export(
                 graph,
                 (image, state, dt),
-                tmp,
+                str(tmp),
                 dynamo=False,
                 input_names=list(INPUT_NAMES),
                 output_names=list(OUTPUT_NAMES),
@@ -77,10 +74,7 @@ def export_onnx(
                 dynamic_axes={n: {0: "batch"} for n in (*INPUT_NAMES, *OUTPUT_NAMES)},
                 do_constant_folding=True,
             )
-        os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         if was_training and isinstance(policy, nn.Module):
             policy.train()
     return path
@@ -141,7 +135,7 @@ def write_onnx_golden(
     """
     import io
 
-    from lnn_nav.export.bundle import atomic_write_bytes
+    from lnn_nav.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez_compressed(

@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lnn_nav.atomic import atomic_write
 from lnn_nav.command import CommandLimits
 from lnn_nav.models.encoder import CNNEncoder, EncoderConfig
 from lnn_nav.models.heads import (
@@ -268,16 +268,7 @@ class NavPolicy(nn.Module):
             "weights_sha256": weights_sha256(state),
             "state_dict": state,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda fh: torch.save(payload, fh))
         return path
 
     @classmethod
