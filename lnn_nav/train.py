@@ -243,7 +243,7 @@ def train_bc(
 
     if cfg.lr is not None:
         base_lr = cfg.lr
-    optimizer = torch.optim.Adam(policy_param_groups(policy, base_lr))
+    optimizer = torch.optim.Adam(policy.param_groups(base_lr))
     group_lrs = [g["lr"] for g in optimizer.param_groups]
     rng = np.random.default_rng([seed, sum(map(ord, phase))])
     gen_state = None
@@ -434,12 +434,6 @@ def make_policy(head: str, seed: int):
     cfg = default_policy_config(seed) if head == "ltc" else baseline_policy_config(head, seed)
     torch.manual_seed(seed)
     return NavPolicy(cfg)
-
-
-def policy_param_groups(policy: torch.nn.Module, base_lr: float) -> list[dict]:
-    """Encoder at base_lr; the head's own groups (the LTC scales some of its own)."""
-    return [{"params": list(policy.encoder.parameters()), "lr": base_lr, "name": "encoder"},
-            *policy.head.param_groups(base_lr)]
 
 
 def _demo_dir(cfg: TrainConfig, split: str, episodes: int, noise: float) -> Path:

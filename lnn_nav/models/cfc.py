@@ -42,6 +42,7 @@ from lnn_nav.models.heads import (
     check_step_input,
     dt_sequence,
     dt_step,
+    single_param_group,
 )
 from lnn_nav.models.wiring import Wiring
 
@@ -150,7 +151,7 @@ class CfCHead(nn.Module):
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """One group at `base_lr`: the closed form has no stiff parameters to treat apart."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": base_lr}]
+        return single_param_group(self, base_lr)
 
     def extra_repr(self) -> str:
         return (

@@ -135,6 +135,11 @@ def trainable_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def single_param_group(module: nn.Module, base_lr: float) -> list[dict[str, Any]]:
+    """All trainable parameters of `module` in one optimiser group at `base_lr`."""
+    return [{"params": [p for p in module.parameters() if p.requires_grad], "lr": base_lr}]
+
+
 # ----------------------------------------------------------------------------- LTC head
 
 

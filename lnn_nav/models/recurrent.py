@@ -23,6 +23,7 @@ from lnn_nav.models.heads import (
     check_step_input,
     dt_sequence,
     dt_step,
+    single_param_group,
     trainable_count,
 )
 
@@ -125,7 +126,7 @@ class _GatedRNNHead(nn.Module):
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """One group at `base_lr`: gated RNNs train well with a single Adam rate."""
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": base_lr}]
+        return single_param_group(self, base_lr)
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, hidden={self.hidden_size}, output_size={self.output_size}"
@@ -219,7 +220,7 @@ class MLPHead(nn.Module):
         return {"effective": n, "dense": n}
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": base_lr}]
+        return single_param_group(self, base_lr)
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, hidden={self.hidden_size}, output_size={self.output_size}"
