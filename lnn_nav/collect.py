@@ -10,8 +10,8 @@ so after a kill the directory holds complete episodes and, at worst, hidden
 temporaries. Running the same collection again removes the temporaries, skips
 the scenes whose episode file exists, flies the rest, and rewrites the manifest
 from the files present: no duplicates, no partial files. A directory collected
-with other settings (family, split, task, noise, expert) is refused, so one
-dataset never mixes two kinds of data.
+with other settings (family, split, task, noise, expert, scene generator and
+family spec) is refused, so one dataset never mixes two kinds of data.
 """
 
 from __future__ import annotations
@@ -118,6 +118,17 @@ def _worker_close() -> None:
     _WORKER.clear()
 
 
+def _scene_identity(family: str) -> dict[str, Any]:
+    """What decides the scenes drawn: the generator's version and the family's full spec."""
+    import hashlib
+    import json
+
+    from lnn_nav.sim.scenes import GENERATOR_VERSION, load_family
+
+    spec = json.dumps(load_family(family).to_dict(), sort_keys=True).encode()
+    return {"generator": GENERATOR_VERSION, "spec_sha256": hashlib.sha256(spec).hexdigest()}
+
+
 def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
     if not (out_dir / MANIFEST).is_file():
         return
@@ -126,6 +137,9 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
         return
     keys = ("task", "family", "split", "noise", "expert", "learner")
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
+    # scenes: a manifest from before this key existed was drawn by an older generator
+    if old.get("scenes") != produced_by["scenes"]:
+        diff.append("scenes")
     if diff:
         detail = "; ".join(f"{k}: on disk {old[k]!r}, now {produced_by[k]!r}" for k in diff)
         raise ValueError(
@@ -177,6 +191,7 @@ def collect(
         "noise": noise_cfg.to_dict(),
         "expert": expert_cfg.to_dict(),
         "learner": None,
+        "scenes": _scene_identity(family),
     }
     if learner_policy is not None:
         from lnn_nav.models.policy import NavPolicy

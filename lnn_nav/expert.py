@@ -24,8 +24,8 @@ How it flies
 3. Heading: face along the path, but never further than the camera's half field
    of view (less a margin) from the target's bearing, so the target stays in the
    picture while flying; near the hold point, face the target.
-4. Search: when the target is outside the camera's field of view, stop and turn
-   on the spot in one direction until it is in view -- left when it has never
+4. Search: when the target is outside the camera's field of view, stop, hold
+   altitude and turn on the spot in one direction until it is in view -- left when it has never
    been seen in this episode, otherwise toward the side where it was last seen.
    A camera-only policy with memory can do the same; it could not imitate a turn
    straight toward a target it cannot see.
@@ -625,8 +625,11 @@ class Expert:
 
         up = cfg.altitude_gain * (self._goal_altitude(state) - p[2])
         if self._searching:
+            # the target's altitude is not in the picture while searching: hold
+            # altitude, so the label is one a camera-only policy can reproduce
             direction = self._seen_side if self._seen_side != 0 else 1.0
             v_w = np.zeros(2)
+            up = 0.0
             yaw_rate = direction * cfg.search_yaw_rate
         else:
             v_w, heading = self._horizontal(p, t, state, dist_t, bearing)

@@ -180,6 +180,15 @@ def test_collect_refuses_a_directory_with_other_settings(tmp_path):
         collect("forest", "train", [0], tmp_path, noise=0.2, progress=False)
 
 
+def test_collect_refuses_episodes_of_an_older_scene_generator(tmp_path):
+    collect("forest", "train", [0], tmp_path, progress=False)
+    manifest = data.read_manifest(tmp_path)
+    manifest["produced_by"]["scenes"]["generator"] -= 1
+    data.write_manifest(tmp_path, manifest["produced_by"])
+    with pytest.raises(ValueError, match="scenes"):
+        collect("forest", "train", [0, 1], tmp_path, progress=False)
+
+
 @pytest.mark.slow
 def test_collection_killed_midway_resumes_without_duplicates_or_partials(tmp_path):
     out = tmp_path / "ds"

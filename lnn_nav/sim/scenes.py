@@ -58,6 +58,10 @@ SHAPES = ("sphere", "box", "cylinder")
 
 # Obstacle roles, stored per object so that pictures and metrics can tell a
 # trunk from a canopy or a distractor.
+GENERATOR_VERSION = 2
+"""Bumped whenever the same (family spec, split, seed) draws another scene, so that
+data collected from older scenes is recognised (2: the target is in sight from the start)."""
+
 ROLE_TRUNK, ROLE_CANOPY, ROLE_POLE, ROLE_BOX, ROLE_WALL, ROLE_DISTRACTOR = range(6)
 ROLE_NAMES = ("trunk", "canopy", "pole", "box", "wall", "distractor")
 
@@ -183,6 +187,10 @@ class TargetSpec:
     """m, horizontal distance from start to target, uniform."""
     line_blocker_prob: float = 0.45
     """probability of planting a tree across the straight start-target line (forces a detour)."""
+    min_visible_fraction: float = 0.3
+    """fraction, 0-1, of the target's outline that must be in line of sight from the start
+    (from some heading: it may still start behind the drone). A target hidden from the start
+    leaves a camera-only policy nothing to steer by, so its first moves cannot be learned."""
 
     def __post_init__(self) -> None:
         if self.kind not in SHAPES:
@@ -192,6 +200,7 @@ class TargetSpec:
         _check_range("height_m", self.height_m, 0.2, 50.0)
         _check_range("distance_m", self.distance_m, 0.5, 200.0)
         _check_num("line_blocker_prob", self.line_blocker_prob, 0.0, 1.0)
+        _check_num("min_visible_fraction", self.min_visible_fraction, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -1118,6 +1127,25 @@ def _moving_path(spec: FamilySpec, rng: np.random.Generator, start: np.ndarray, 
     return pos
 
 
+def _visible_fraction(b: _Builder, eye: np.ndarray, target: np.ndarray, size_m: float) -> float:
+    """Fraction of 9 points of the target's outline (its centre and 8 points just inside
+    the rim of its silhouette seen from `eye`) that no obstacle hides from `eye`."""
+    d = target - eye
+    d = d / max(float(np.linalg.norm(d)), 1e-9)
+    side = np.cross(d, [0.0, 0.0, 1.0])
+    side = side / max(float(np.linalg.norm(side)), 1e-9)
+    up = np.cross(side, d)
+    r = 0.45 * size_m
+    angles = np.linspace(0.0, 2.0 * math.pi, 8, endpoint=False)
+    points = [target] + [target + r * (math.cos(a) * side + math.sin(a) * up) for a in angles]
+    cyl, sph, box = (np.array(rows, float).reshape(-1, w) for rows, w in
+                     ((b.cyl, 5), (b.sph, 4), (b.box, 7)))
+    seen = sum(not (_segment_hits_cylinders(eye, p, cyl).any()
+                    or _segment_hits_spheres(eye, p, sph).any()
+                    or _segment_hits_boxes(eye, p, box).any()) for p in points)
+    return seen / len(points)
+
+
 def _free_corridor(spec: FamilySpec, b: _Builder, start: np.ndarray,
                    goals: np.ndarray) -> bool:
     """True if a 2-D path of width `clearance.corridor_m` joins start to every goal point,
@@ -1272,14 +1300,20 @@ def generate_scene(family: str | Path | FamilySpec, split: str, seed: int, *,
         target = path[0].copy()
     block = rng.random() < spec.target.line_blocker_prob
     goals = path[:: max(1, int(round(1.0 / path_dt_s)))] if path is not None else target[None]
+    def acceptable(b: _Builder) -> bool:
+        return (_free_corridor(spec, b, start, goals)
+                and _visible_fraction(b, start, target, spec.target.size_m)
+                >= spec.target.min_visible_fraction)
+
     for attempt in range(20):
         b = _Builder(spec, rng, start, target, path)
         _place_obstacles(spec, b, start, target, block)
-        if _free_corridor(spec, b, start, goals):
+        if acceptable(b):
             break
     else:
-        # keep removing the last-placed obstacles until a corridor opens (always ends: no obstacles)
-        while not _free_corridor(spec, b, start, goals):
+        # keep removing the last-placed obstacles until the scene is acceptable
+        # (always ends: with no obstacles the corridor is open and the target in sight)
+        while not acceptable(b):
             for arr in (b.box, b.sph, b.cyl):
                 if arr:
                     arr.pop()
