@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lnn_nav.data import Episode
-from lnn_nav.train import BCConfig, TrainConfig, WindowSampler, lr_at
+from lnn_nav.train import BCConfig, TrainConfig, WindowSampler, lr_at, make_policy, sequence_loss
 
 TINY = dict(steps=12, batch_size=2, window=6, burn_in=2, val_every=6, checkpoint_every=3,
             val_windows=2, warmup_steps=2)
@@ -63,6 +63,28 @@ def test_sampler_windows_carry_loss_only_on_real_steps():
     assert batch.weight.sum(1).max() <= 4
     # an episode of 5 steps can never carry loss on more than 5 steps of a window
     assert (batch.weight.sum(1) >= 1).all()
+
+
+@pytest.mark.parametrize("head", ["ltc", "gru"])
+def test_burn_in_without_gradient_gives_the_full_forward_loss(head):
+    torch.manual_seed(0)
+    eps = synthetic_episodes(n=2, t=30)
+    cfg = BCConfig(**{**TINY, "window": 6, "burn_in": 5})
+    batch = WindowSampler(eps, cfg, np.ones(4)).draw(np.random.default_rng(1), 16, augment=False)
+    steps = set(batch.no_grad_steps.tolist())
+    assert steps == {0, 5}, "the batch should hold windows from episode starts and mid-episode"
+    # mid-episode windows carry no loss on their burn-in; start windows begin at step 0
+    mid = batch.no_grad_steps == 5
+    assert (batch.weight[mid][:, :5] == 0).all() and (batch.weight[mid][:, 5:].sum(1) > 0).all()
+    policy = make_policy(head, 0)
+    loss = sequence_loss(policy, batch)
+    commands, _ = policy(batch.frames, None, batch.dt)
+    scale = torch.as_tensor(policy.limits.scale(), dtype=commands.dtype)
+    w = batch.weight.unsqueeze(-1)
+    reference = ((commands / scale - batch.target) ** 2 * w).sum() / (w.sum() * 4)
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-7)
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in policy.parameters())
 
 
 def test_schedule_warms_up_then_decays():
