@@ -71,9 +71,11 @@ class ExpertConfig:
     """m/s^2, deceleration of the braking profile toward the hold point."""
     drone_radius: float = 0.07
     """m, radius of a disc that contains the vehicle with its propellers."""
-    margin: float = 0.12
-    """m, clearance kept between that disc and any obstacle (hard, for planning)."""
-    soft_clearance: float = 0.6
+    margin: float = 0.25
+    """m, clearance kept between that disc and any obstacle (hard, for planning;
+    tight gaps fall back to less). Wide, so that a learner a few centimetres off
+    the expert's path still misses the trunk the expert passed."""
+    soft_clearance: float = 1.0
     """m, clearance below which grid cells cost more (paths prefer open space)."""
     soft_weight: float = 3.0
     """extra cost factor of a cell touching the inflated obstacle (0 = none)."""

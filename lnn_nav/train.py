@@ -38,7 +38,7 @@ from lnn_nav.data import Episode
 class BCConfig:
     """Knobs of one behaviour-cloning phase."""
 
-    steps: int = 1200
+    steps: int = 1500
     """Optimiser steps."""
     batch_size: int = 12
     """Windows per batch."""
@@ -340,7 +340,7 @@ parameter groups relative to it, see `LTCHead.param_groups`)."""
 class DaggerConfig:
     """DAgger: fly the learner, label what it sees with the expert, aggregate, retrain."""
 
-    rounds: int = 4
+    rounds: int = 3
     """Rounds after the behaviour-cloning phase (0 = behaviour cloning only)."""
     episodes_per_round: int = 60
     """Learner rollouts per round."""
@@ -348,7 +348,7 @@ class DaggerConfig:
     """Probability that the expert flies a step in round 1."""
     beta_decay: float = 0.5
     """beta of round r is beta0 * beta_decay ** (r - 1)."""
-    steps_per_round: int = 350
+    steps_per_round: int = 300
     """Optimiser steps of retraining after each round (warm-started)."""
     lr_scale: float = 0.3
     """Retraining learning rate as a fraction of the behaviour-cloning one. The
