@@ -10,8 +10,9 @@ so after a kill the directory holds complete episodes and, at worst, hidden
 temporaries. Running the same collection again removes the temporaries, skips
 the scenes whose episode file exists, flies the rest, and rewrites the manifest
 from the files present: no duplicates, no partial files. A directory collected
-with other settings (family, split, task, noise, expert, scene generator and
-family spec) is refused, so one dataset never mixes two kinds of data.
+with other settings (family, split, task, noise, expert and its version, scene
+generator and family spec) is refused, so one dataset never mixes two kinds of
+data.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from lnn_nav.data import (
     save_episode,
     write_manifest,
 )
-from lnn_nav.expert import TASKS, ExpertConfig, Task
+from lnn_nav.expert import BEHAVIOUR_VERSION, TASKS, ExpertConfig, Task
 from lnn_nav.rollout import (
     NoiseConfig,
     SimTimeController,
@@ -137,9 +138,8 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
         return
     keys = ("task", "family", "split", "noise", "expert", "learner")
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
-    # scenes: a manifest from before this key existed was drawn by an older generator
-    if old.get("scenes") != produced_by["scenes"]:
-        diff.append("scenes")
+    # a manifest from before these keys existed came from an older generator / expert
+    diff += [k for k in ("scenes", "expert_version") if old.get(k) != produced_by[k]]
     if diff:
         detail = "; ".join(f"{k}: on disk {old[k]!r}, now {produced_by[k]!r}" for k in diff)
         raise ValueError(
@@ -192,6 +192,7 @@ def collect(
         "expert": expert_cfg.to_dict(),
         "learner": None,
         "scenes": _scene_identity(family),
+        "expert_version": BEHAVIOUR_VERSION,
     }
     if learner_policy is not None:
         from lnn_nav.models.policy import NavPolicy

@@ -26,8 +26,9 @@ How it flies
    picture while flying; near the hold point, face the target.
 4. Search: when the target is outside the camera's field of view, stop, hold
    altitude and turn on the spot in one direction until it is in view -- left when it has never
-   been seen in this episode, otherwise toward the side where it was last seen.
-   A camera-only policy with memory can do the same; it could not imitate a turn
+   been seen in this episode, otherwise toward the side where it was last seen
+   (seen: in the field of view and in line of sight, as a camera would). A
+   camera-only policy with memory can do the same; it could not imitate a turn
    straight toward a target it cannot see.
 5. Smoothness: the output command is rate-limited per axis (bounded change per
    second, within the `PolicyController`'s default slew limits), so the expert's
@@ -50,6 +51,11 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from lnn_nav.command import CommandLimits, VelocityCommand
+
+BEHAVIOUR_VERSION = 2
+"""Bumped whenever the same config and states give other commands, so that
+demonstrations of an older expert are recognised (2: holds altitude while
+searching, and a target counts as seen only in line of sight)."""
 
 Task = Literal["fly", "follow"]
 TASKS = ("fly", "follow")
@@ -622,7 +628,11 @@ class Expert:
                 self._searching = False
         elif abs(off) > cfg.fov_half:
             self._searching = True
-        if not self._searching:
+        # "seen" means what the camera could see: in the field of view and in line
+        # of sight. A side remembered from a target hidden behind a trunk would send
+        # a learner that never saw it on a search it cannot reproduce (in DAgger
+        # rollouts this flipped search directions and undid the learned search).
+        if not self._searching and self._in_sight(p, t):
             self._seen_side = 1.0 if off >= 0 else -1.0
 
         up = cfg.altitude_gain * (self._goal_altitude(state) - p[2])
@@ -650,6 +660,13 @@ class Expert:
         step = self._rate * float(dt)
         self._cmd = self._cmd + np.clip(desired - self._cmd, -step, step)
         return VelocityCommand.from_array(self._cmd)
+
+    def _in_sight(self, p: np.ndarray, t: np.ndarray) -> bool:
+        """No obstacle on the line from the drone p (3,) to the target centre t (3,)."""
+        from lnn_nav.sim.scenes import segment_hits
+
+        o = self._obstacles3d
+        return not segment_hits(p, t, o.cylinders, o.spheres, o.boxes)
 
     def _inside_field(self, xy: np.ndarray) -> bool:
         f = self._field

@@ -492,7 +492,6 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
         raise ValueError(f"{out} already holds a run; pass resume=True (--resume) or another --out")
     if cfg_path.exists() and json.loads(cfg_path.read_text()) != cfg.to_dict():
         raise ValueError(f"{cfg_path}: the run on disk used another configuration; use another --out")
-    atomic_write_json(cfg_path, cfg.to_dict())
     t0 = time.perf_counter()
     timings = _read_json(out / "timings.json")
 
@@ -503,6 +502,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
     collect(cfg.family, "val", cfg.val_episodes, val, noise=0.0, workers=cfg.workers,
             progress=progress)
     timings["collect_s"] = timings.get("collect_s", 0.0) + time.perf_counter() - t0
+    # written once the data is there: a collection refused for its settings leaves
+    # no run behind that would need --resume
+    atomic_write_json(cfg_path, cfg.to_dict())
 
     policy = make_policy(cfg.head, cfg.seed)
     train_eps = load_dataset([demo])

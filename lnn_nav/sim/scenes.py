@@ -857,6 +857,17 @@ def _segment_hits_boxes(p0: np.ndarray, p1: np.ndarray, box: np.ndarray) -> np.n
     return (enter <= leave) & ~outside.any(1)
 
 
+def segment_hits(p0_w: np.ndarray, p1_w: np.ndarray, cylinders: np.ndarray,
+                 spheres: np.ndarray, boxes: np.ndarray) -> bool:
+    """True if the segment p0_w -> p1_w ((3,) m, world ENU) passes through any of the
+    cylinders (N, 5), spheres (M, 4) or boxes (K, 7), in the `Scene` array formats."""
+    p0 = np.asarray(p0_w, float)
+    p1 = np.asarray(p1_w, float)
+    return bool(_segment_hits_cylinders(p0, p1, np.asarray(cylinders, float).reshape(-1, 5)).any()
+                or _segment_hits_spheres(p0, p1, np.asarray(spheres, float).reshape(-1, 4)).any()
+                or _segment_hits_boxes(p0, p1, np.asarray(boxes, float).reshape(-1, 7)).any())
+
+
 def segment_blocked(scene: Scene, p0_w: np.ndarray, p1_w: np.ndarray,
                     ignore_roles: tuple[int, ...] = ()) -> bool:
     """True if the segment p0_w -> p1_w ((3,) m, world ENU) passes through any obstacle."""
@@ -1138,11 +1149,7 @@ def _visible_fraction(b: _Builder, eye: np.ndarray, target: np.ndarray, size_m: 
     r = 0.45 * size_m
     angles = np.linspace(0.0, 2.0 * math.pi, 8, endpoint=False)
     points = [target] + [target + r * (math.cos(a) * side + math.sin(a) * up) for a in angles]
-    cyl, sph, box = (np.array(rows, float).reshape(-1, w) for rows, w in
-                     ((b.cyl, 5), (b.sph, 4), (b.box, 7)))
-    seen = sum(not (_segment_hits_cylinders(eye, p, cyl).any()
-                    or _segment_hits_spheres(eye, p, sph).any()
-                    or _segment_hits_boxes(eye, p, box).any()) for p in points)
+    seen = sum(not segment_hits(eye, p, b.cyl, b.sph, b.box) for p in points)
     return seen / len(points)
 
 
