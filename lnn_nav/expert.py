@@ -25,10 +25,10 @@ How it flies
    of view (less a margin) from the target's bearing, so the target stays in the
    picture while flying; near the hold point, face the target.
 4. Search: when the target is outside the camera's field of view, stop, hold
-   altitude and turn on the spot in one direction until it is in view -- left when it has never
-   been seen in this episode, otherwise toward the side where it was last seen
-   (seen: in the field of view and in line of sight, as a camera would). A
-   camera-only policy with memory can do the same; it could not imitate a turn
+   altitude and turn on the spot in one direction until it is in view -- left
+   when it has never been seen in this episode, otherwise toward the side where
+   it was last seen (seen: in the field of view and in line of sight, as a
+   camera would). A camera-only policy with memory can do the same; it could not imitate a turn
    straight toward a target it cannot see.
 5. Smoothness: the output command is rate-limited per axis (bounded change per
    second, within the `PolicyController`'s default slew limits), so the expert's

@@ -871,17 +871,11 @@ def segment_hits(p0_w: np.ndarray, p1_w: np.ndarray, cylinders: np.ndarray,
 def segment_blocked(scene: Scene, p0_w: np.ndarray, p1_w: np.ndarray,
                     ignore_roles: tuple[int, ...] = ()) -> bool:
     """True if the segment p0_w -> p1_w ((3,) m, world ENU) passes through any obstacle."""
-    p0 = np.asarray(p0_w, float)
-    p1 = np.asarray(p1_w, float)
-    for arr, role, fn in ((scene.cylinders, scene.cylinder_role, _segment_hits_cylinders),
-                          (scene.spheres, scene.sphere_role, _segment_hits_spheres),
-                          (scene.boxes, scene.box_role, _segment_hits_boxes)):
-        hits = fn(p0, p1, arr)
-        if ignore_roles:
-            hits &= ~np.isin(role, ignore_roles)
-        if hits.any():
-            return True
-    return False
+    def kept(arr: np.ndarray, role: np.ndarray) -> np.ndarray:
+        return arr[~np.isin(role, ignore_roles)] if ignore_roles else arr
+
+    return segment_hits(p0_w, p1_w, kept(scene.cylinders, scene.cylinder_role),
+                        kept(scene.spheres, scene.sphere_role), kept(scene.boxes, scene.box_role))
 
 
 def _dist_point_cylinders(p: np.ndarray, cyl: np.ndarray) -> np.ndarray:
