@@ -41,7 +41,7 @@ from lnn_nav.data import Episode
 class BCConfig:
     """Knobs of one behaviour-cloning phase."""
 
-    steps: int = 1500
+    steps: int = 2800
     """Optimiser steps."""
     batch_size: int = 12
     """Windows per batch."""
@@ -407,7 +407,7 @@ class TrainConfig:
     """Seeds the model initialisation, batch sampling, augmentation and rollouts."""
     family: str = "forest"
     """Scene family flown for demonstrations and DAgger (name or YAML path)."""
-    demo_episodes: int = 400
+    demo_episodes: int = 500
     """Expert demonstrations from the `train` split (scene indices 0..n-1)."""
     demo_noise: float = 0.3
     """DART noise std on the executed command, as a fraction of the limits."""

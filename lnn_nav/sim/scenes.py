@@ -30,7 +30,7 @@ import typing
 import zlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -323,11 +323,17 @@ class AppearanceSpec:
     """palette for poles, boxes and walls."""
     color_jitter: float = 0.08
     """per-object brightness factor uniform in [1 - jitter, 1 + jitter] (target excluded)."""
+    random_palette_prob: float = 0.0
+    """chance that a scene replaces the palettes above (and the light's tint) with
+    random colours -- domain randomisation for training families. The target keeps
+    its colour, and no random colour comes close to it (see `random_palette`). The
+    draw has its own random stream, so the layout does not depend on this value."""
 
     def __post_init__(self) -> None:
         for name in ("ground_rgb", "sky_rgb", "trunk_rgb", "canopy_rgb", "object_rgb"):
             _check_palette(name, getattr(self, name))
         _check_num("color_jitter", self.color_jitter, 0.0, 0.5)
+        _check_num("random_palette_prob", self.random_palette_prob, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -1263,6 +1269,71 @@ def _place_obstacles(spec: FamilySpec, b: _Builder, start: np.ndarray,
             done += b.floating(kind, float(x), float(y), float(z), _q(size), rgba)
 
 
+class RandomPalette(NamedTuple):
+    """One scene's random colours (RGB in [0, 1])."""
+
+    ground: np.ndarray
+    sky: np.ndarray
+    light: np.ndarray
+    """tint of the light."""
+    by_role: dict[int, np.ndarray]
+    """ROLE_* -> (n, 3) colours the parts of that role draw from."""
+
+    def part_rgba(self, rng: np.random.Generator, role: int, jitter: float) -> list[float]:
+        colours = self.by_role[role]
+        c = colours[int(rng.integers(len(colours)))] * rng.uniform(1 - jitter, 1 + jitter)
+        return [*np.clip(c, 0.0, 1.0).tolist(), 1.0]
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    k = (np.array([5.0, 3.0, 1.0]) + 6.0 * h) % 6.0
+    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def _hue(rgb: np.ndarray) -> tuple[float, float]:
+    """(hue in [0, 1), saturation) of an RGB colour."""
+    mx, mn = float(rgb.max()), float(rgb.min())
+    if mx - mn < 1e-9:
+        return 0.0, 0.0
+    r, g, b = rgb
+    if mx == r:
+        h = ((g - b) / (mx - mn)) % 6.0
+    elif mx == g:
+        h = (b - r) / (mx - mn) + 2.0
+    else:
+        h = (r - g) / (mx - mn) + 4.0
+    return h / 6.0, (mx - mn) / mx
+
+
+TARGET_HUE_EXCLUSION = 0.06
+"""Random colours with saturation above 0.4 keep at least this hue distance (a
+fraction of the colour circle, 0.06 = 22 deg) from the target's hue, so that the
+target stays the only object of its colour."""
+
+
+def random_palette(rng: np.random.Generator, target_rgb: np.ndarray) -> RandomPalette:
+    """Draw random ground, sky, light tint and per-role palettes (trunks 2 colours,
+    canopies 3, poles/boxes/walls 2): hue uniform, saturation in [0, 0.9], value in
+    [0.12, 0.95]; redrawn when too close to the target's colour."""
+    t_hue, _ = _hue(np.asarray(target_rgb, float))
+
+    def colour(value: tuple[float, float] = (0.12, 0.95)) -> np.ndarray:
+        while True:
+            h, sat, v = rng.random(), rng.uniform(0.0, 0.9), rng.uniform(*value)
+            d = abs(h - t_hue)
+            if sat <= 0.4 or min(d, 1.0 - d) >= TARGET_HUE_EXCLUSION:
+                return _hsv_to_rgb(h, sat, v)
+
+    ground, sky = colour(), colour((0.5, 0.98))
+    light = 1.0 - rng.uniform(0.0, 0.25, 3)
+    by_role = {ROLE_TRUNK: np.array([colour() for _ in range(2)]),
+               ROLE_CANOPY: np.array([colour() for _ in range(3)])}
+    objects = np.array([colour() for _ in range(2)])
+    for role in (ROLE_POLE, ROLE_BOX, ROLE_WALL):
+        by_role[role] = objects
+    return RandomPalette(ground, sky, light, by_role)
+
+
 def _seed_for(spec: FamilySpec, split: str, index: int) -> int:
     if split not in spec.splits:
         raise ValueError(f"split={split!r}: expected one of {sorted(spec.splits)} "
@@ -1347,6 +1418,18 @@ def generate_scene(family: str | Path | FamilySpec, split: str, seed: int, *,
     def arr(rows: list[list[float]], width: int) -> np.ndarray:
         return np.array(rows, float).reshape(-1, width)
 
+    light_rgb = np.array(li.color_rgb, float)
+    if ap.random_palette_prob > 0:
+        prng = np.random.default_rng([scene_seed, zlib.crc32(spec.name.encode()), 0x9A1E77E])
+        if prng.random() < ap.random_palette_prob:
+            pal = random_palette(prng, np.array(spec.target.color_rgb, float))
+            ground, sky, light_rgb = pal.ground, pal.sky, pal.light
+            for rgba, roles in ((b.cyl_rgba, b.cyl_role), (b.sph_rgba, b.sph_role),
+                                (b.box_rgba, b.box_role)):
+                for i, role in enumerate(roles):
+                    if role != ROLE_DISTRACTOR:
+                        rgba[i] = pal.part_rgba(prng, role, ap.color_jitter)
+
     scene = Scene(
         family=spec.name, split=split, index=int(seed), scene_seed=scene_seed,
         arena_size_m=spec.arena.size_m, ceiling_m=spec.arena.ceiling_m,
@@ -1359,7 +1442,7 @@ def generate_scene(family: str | Path | FamilySpec, split: str, seed: int, *,
         sphere_role=np.array(b.sph_role, np.int8),
         boxes=arr(b.box, 7), box_rgba=arr(b.box_rgba, 4), box_role=np.array(b.box_role, np.int8),
         ground_rgb=ground, sky_rgb=sky, light_direction_w=light_dir,
-        light_rgb=np.array(li.color_rgb, float), light_ambient=float(ambient),
+        light_rgb=light_rgb, light_ambient=float(ambient),
         light_diffuse=float(diffuse), wind_steady_w=steady, gusts=gusts,
         mass_scale=float(mass_scale), kf_scale=float(kf_scale), weak_motor=weak,
         weak_motor_efficiency=float(weak_eff),
