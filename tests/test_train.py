@@ -13,7 +13,16 @@ import pytest
 import torch
 
 from lnn_nav.data import Episode
-from lnn_nav.train import BCConfig, TrainConfig, WindowSampler, lr_at, make_policy, sequence_loss
+from lnn_nav.train import (
+    BCConfig,
+    TrainConfig,
+    WindowSampler,
+    conv_autocast_dtype,
+    lr_at,
+    make_policy,
+    sequence_loss,
+    train_bc,
+)
 
 TINY = dict(steps=12, batch_size=2, window=6, burn_in=2, val_every=6, checkpoint_every=3,
             val_windows=2, warmup_steps=2)
@@ -47,6 +56,39 @@ def test_config_errors_name_key_and_value(tmp_path):
         TrainConfig.from_yaml(bad)
     with pytest.raises(ValueError, match="window=0"):
         BCConfig(window=0)
+
+
+def test_conv_precision_is_checked_and_resolved():
+    with pytest.raises(ValueError, match="conv_precision='fp16'"):
+        BCConfig(conv_precision="fp16")
+    assert conv_autocast_dtype("float32") is None
+    assert conv_autocast_dtype("bfloat16") is torch.bfloat16
+    assert conv_autocast_dtype("auto") in (None, torch.bfloat16)
+
+
+def test_bfloat16_convolutions_train_and_leave_a_float32_policy(tmp_path):
+    """The bf16 training path gives the float32 features to within bf16 rounding,
+    learns, and hands back a policy whose encoder runs in float32 again."""
+    policy = make_policy("ltc", 0)
+    frames = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exact = policy.encoder(frames)
+        policy.encoder.conv_autocast = torch.bfloat16
+        rounded = policy.encoder(frames)
+        policy.encoder.conv_autocast = None
+    assert rounded.dtype == torch.float32
+    assert 0 < float((rounded - exact).abs().max()) < 0.15  # features are standardised (unit std)
+
+    eps = synthetic_episodes()
+    cfg = BCConfig(**{**TINY, "steps": 30, "val_every": 30}, conv_precision="bfloat16")
+    val_batch = WindowSampler(eps[:1], cfg, policy.limits.scale()).draw(
+        np.random.default_rng(0 + 1_000_003), cfg.val_windows, augment=False)  # train_bc's own
+    with torch.no_grad():
+        before = float(sequence_loss(policy, val_batch))
+    result = train_bc(policy, eps, eps[:1], cfg, tmp_path, "bc", seed=0, base_lr=3e-3, progress=False)
+    assert result["conv_precision"] == "bfloat16"
+    assert result["val_loss"] < before
+    assert policy.encoder.conv_autocast is None
 
 
 def test_config_round_trip():

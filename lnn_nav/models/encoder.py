@@ -126,6 +126,11 @@ class CNNEncoder(nn.Module):
             SpatialSoftmax(map_h, map_w) if config.pooling == "spatial_softmax" else nn.Identity()
         )
         self.norm = nn.LayerNorm(config.feature_size)
+        self.conv_autocast: torch.dtype | None = None
+        """Training-time option, never saved: run the conv stack under CPU autocast
+        to this dtype (torch.bfloat16: 2-3x faster convolutions where the CPU has
+        native bf16). Keypoints and normalisation stay in float32; None (the
+        default, and what evaluation and export use) is plain float32."""
         gen = torch.Generator().manual_seed(config.seed)
         with torch.no_grad():
             for layer in self.conv:
@@ -148,9 +153,17 @@ class CNNEncoder(nn.Module):
         if images.dtype != torch.uint8:
             raise ValueError(f"images of dtype {images.dtype}: expected torch.uint8 RGB")
         dtype = self.norm.weight.dtype
-        # [0, 255] -> [-2, 2]: roughly zero-mean, unit-range input for the first conv.
-        x = (images.permute(0, 3, 1, 2).to(dtype) / 255.0 - 0.5) * 4.0
-        maps = self.conv(x)
+        if self.conv_autocast is None:
+            # [0, 255] -> [-2, 2]: roughly zero-mean, unit-range input for the first conv.
+            x = (images.permute(0, 3, 1, 2).to(dtype) / 255.0 - 0.5) * 4.0
+            maps = self.conv(x)
+        else:
+            # The same map in the low precision the convolutions round to anyway
+            # (uint8 converts exactly), in two passes over the frames instead of four.
+            x = images.permute(0, 3, 1, 2).to(self.conv_autocast).mul_(4.0 / 255.0).sub_(2.0)
+            with torch.autocast("cpu", dtype=self.conv_autocast):
+                maps = self.conv(x)
+            maps = maps.to(dtype)
         feats = self.pool(maps) if self.config.pooling == "spatial_softmax" else maps.mean(dim=(2, 3))
         return self.norm(feats)
 
