@@ -319,10 +319,10 @@ def train_bc(
     def validate() -> float:
         # In the precision closed-loop flight uses.
         policy.eval()
-        policy.encoder.conv_autocast = None
+        precision, policy.encoder.conv_autocast = policy.encoder.conv_autocast, None
         with torch.no_grad():
             v = float(sequence_loss(policy, val_batch))
-        policy.encoder.conv_autocast = train_conv_dtype
+        policy.encoder.conv_autocast = precision
         policy.train()
         return v
 
