@@ -374,7 +374,7 @@ def train_bc(
         policy.encoder.conv_autocast = None
     if start >= cfg.steps:
         val_loss = validate()
-    precision = "float32" if train_conv_dtype is None else str(train_conv_dtype).removeprefix("torch.")
+    precision = "float32" if train_conv_dtype is None else "bfloat16"
     return {"loss": loss_value, "val_loss": val_loss, "conv_precision": precision}
 
 

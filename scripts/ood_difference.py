@@ -1,11 +1,11 @@
-"""LTC-NCP minus a baseline on the out-of-distribution families, from results on disk.
+"""LTC-NCP minus LSTM on the out-of-distribution families, from results on disk.
 
 For when the two policies were evaluated separately (the LTC-NCP on the whole
-suite, the baseline family by family) rather than by `compare_heads.py`. Each
-OOD family row of the suite's results.json is matched with the baseline's
-`<baseline_dir>/<family>/results.json`; the episodes' scene seeds must agree.
+suite, the LSTM family by family) rather than by `compare_heads.py`. Each
+OOD family row of the suite's results.json is matched with the LSTM's
+`<lstm_dir>/<family>/results.json`; the episodes' scene seeds must agree.
 Prints a Markdown table (Wilson intervals, Newcombe intervals for the
-differences) and the pooled headline.
+differences) and the pooled headline in `lnn_nav.report.headline_sentence`'s words.
 
     .venv/bin/python scripts/ood_difference.py \\
         policies/ltc-ncp-forest/suite-100/results.json policies/lstm-forest/ood-100
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from lnn_nav.metrics import difference_interval, wilson_interval
+from lnn_nav.report import headline_sentence
 
 
 def _pct(successes: int, episodes: int) -> str:
@@ -29,8 +30,7 @@ def _pct(successes: int, episodes: int) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suite_results", type=Path, help="results.json of the LTC-NCP's suite")
-    p.add_argument("baseline_dir", type=Path, help="directory of <family>/results.json of the baseline")
-    p.add_argument("--baseline-name", default="LSTM")
+    p.add_argument("lstm_dir", type=Path, help="directory of <family>/results.json of the LSTM")
     args = p.parse_args()
     suite = json.loads(args.suite_results.read_text())
     rows = []
@@ -38,9 +38,9 @@ def main() -> int:
         if c["condition"]["group"] != "ood_family":
             continue
         fam = c["condition"]["family"]
-        path = args.baseline_dir / fam / "results.json"
+        path = args.lstm_dir / fam / "results.json"
         if not path.is_file():
-            sys.exit(f"{path}: missing; expected the baseline evaluated on {fam}")
+            sys.exit(f"{path}: missing; expected the LSTM evaluated on {fam}")
         b = json.loads(path.read_text())["conditions"][0]
         seeds_a = [e["seed"] for e in c["episodes"]]
         seeds_b = [e["seed"] for e in b["episodes"]]
@@ -51,14 +51,17 @@ def main() -> int:
                      int(b["metrics"]["counts"]["success"]), len(seeds_b)))
     if not rows:
         sys.exit(f"{args.suite_results}: no out-of-distribution family rows")
-    print(f"| family | LTC-NCP | {args.baseline_name} | LTC-NCP minus {args.baseline_name}, points [95% CI] |")
+    pooled = ("pooled", sum(r[1] for r in rows), sum(r[2] for r in rows),
+              sum(r[3] for r in rows), sum(r[4] for r in rows))
+    print("| family | LTC-NCP | LSTM | LTC-NCP minus LSTM, points [95% CI] |")
     print("|---|---|---|---|")
-    for fam, a, n, b, m in rows + [("pooled", sum(r[1] for r in rows), sum(r[2] for r in rows),
-                                    sum(r[3] for r in rows), sum(r[4] for r in rows))]:
+    for fam, a, n, b, m in [*rows, pooled]:
         d = difference_interval(wilson_interval(a, n), wilson_interval(b, m))
         print(f"| {fam} | {_pct(a, n)} | {_pct(b, m)} | {100 * d.value:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}] |")
-    print(f"\nLTC-NCP minus {args.baseline_name} on out-of-distribution families: "
-          f"{100 * d.value:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}] (95% CI)")
+    _, a, n, b, m = pooled
+    comparison = {"heads": {"ltc": {"groups": {"ood_family": {"successes": a, "episodes": n}}},
+                            "lstm": {"groups": {"ood_family": {"successes": b, "episodes": m}}}}}
+    print("\n" + headline_sentence(comparison))
     return 0
 
 

@@ -153,14 +153,11 @@ class CNNEncoder(nn.Module):
         if images.dtype != torch.uint8:
             raise ValueError(f"images of dtype {images.dtype}: expected torch.uint8 RGB")
         dtype = self.norm.weight.dtype
+        # [0, 255] -> [-2, 2]: roughly zero-mean, unit-range input for the first conv.
+        x = (images.permute(0, 3, 1, 2).to(dtype) / 255.0 - 0.5) * 4.0
         if self.conv_autocast is None:
-            # [0, 255] -> [-2, 2]: roughly zero-mean, unit-range input for the first conv.
-            x = (images.permute(0, 3, 1, 2).to(dtype) / 255.0 - 0.5) * 4.0
             maps = self.conv(x)
         else:
-            # The same map in the low precision the convolutions round to anyway
-            # (uint8 converts exactly), in two passes over the frames instead of four.
-            x = images.permute(0, 3, 1, 2).to(self.conv_autocast).mul_(4.0 / 255.0).sub_(2.0)
             with torch.autocast("cpu", dtype=self.conv_autocast):
                 maps = self.conv(x)
             maps = maps.to(dtype)
