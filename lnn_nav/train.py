@@ -189,6 +189,22 @@ class WindowSampler:
         )
 
 
+class MixedSampler:
+    """Draws a fixed share of each batch from a second pool of episodes (the
+    learner's own rollouts in DAgger) and the rest from the first."""
+
+    def __init__(self, base: WindowSampler, extra: WindowSampler, extra_fraction: float):
+        if not 0.0 < extra_fraction < 1.0:
+            raise ValueError(f"extra_fraction={extra_fraction!r}: expected a value in (0, 1)")
+        self.base, self.extra, self.extra_fraction = base, extra, extra_fraction
+
+    def draw(self, rng: np.random.Generator, batch_size: int, augment: bool) -> Batch:
+        n_extra = min(batch_size - 1, max(1, round(self.extra_fraction * batch_size)))
+        a = self.base.draw(rng, batch_size - n_extra, augment)
+        b = self.extra.draw(rng, n_extra, augment)
+        return Batch(*(torch.cat([x, y]) for x, y in zip(a, b)))
+
+
 def sequence_loss(policy: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Weighted MSE of the policy's commands in limit units, from a zero state
     (burn-in and padding steps have weight 0). Windows with a burn-in warm their
@@ -274,12 +290,16 @@ def train_bc(
     base_lr: float,
     resume: bool = False,
     progress: bool = True,
+    on_policy_episodes: list[Episode] | None = None,
+    on_policy_fraction: float = 0.0,
 ) -> dict[str, float | str]:
     """Train `policy` in place for one phase; returns the final train and validation
     loss and the convolutions' training precision.
 
     `phase` names the phase in checkpoints and metrics (e.g. "bc", "dagger1"),
     so a resumed multi-phase run knows which phases are finished.
+    `on_policy_episodes`, with `on_policy_fraction` in (0, 1), are drawn for that
+    share of every batch, the rest from `train_episodes`.
     """
     from tqdm import tqdm
 
@@ -287,7 +307,9 @@ def train_bc(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / f"checkpoint_{phase}.pt"
     scale = policy.limits.scale()
-    sampler = WindowSampler(train_episodes, cfg, scale)
+    sampler: WindowSampler | MixedSampler = WindowSampler(train_episodes, cfg, scale)
+    if on_policy_episodes and on_policy_fraction > 0:
+        sampler = MixedSampler(sampler, WindowSampler(on_policy_episodes, cfg, scale), on_policy_fraction)
     val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale)
     val_batch = val_sampler.draw(np.random.default_rng(seed + 1_000_003), cfg.val_windows, augment=False)
 
@@ -405,6 +427,11 @@ class DaggerConfig:
     after every round (0.016 to 0.029 in the LTC run of session 1)."""
     warmup_steps: int = 20
     """Linear learning-rate warm-up of each round (its Adam moments start afresh)."""
+    on_policy_fraction: float = 0.5
+    """Share of each retraining batch drawn from the learner's rollouts (all rounds
+    so far), the rest from the demonstrations. 0 draws from the pooled episodes in
+    proportion to their frames, which gave the rollouts about a tenth of every
+    batch: too little to correct what the learner does wrong."""
 
     def __post_init__(self) -> None:
         for name in ("rounds",):
@@ -423,6 +450,8 @@ class DaggerConfig:
             raise ValueError(f"DaggerConfig.lr_scale={self.lr_scale!r}: expected a value in (0, 1]")
         if not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
             raise ValueError(f"DaggerConfig.warmup_steps={self.warmup_steps!r}: expected an integer >= 0")
+        if not (isinstance(self.on_policy_fraction, (int, float)) and 0.0 <= self.on_policy_fraction < 1.0):
+            raise ValueError(f"DaggerConfig.on_policy_fraction={self.on_policy_fraction!r}: expected a value in [0, 1)")
 
     def beta(self, round_index: int) -> float:
         """round_index counts from 1."""
@@ -567,6 +596,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
         for r in range(1, cfg.dagger.rounds + 1)
     ]
     history = []
+    rollout_eps: list[Episode] = []
     for i, (phase, bc_cfg) in enumerate(phases):
         if i > 0:
             # Learner rollouts with the policy as it stands, labelled by the expert.
@@ -581,17 +611,20 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
                     roll_dir, workers=cfg.workers, progress=progress,
                     learner_policy=learner_path, beta=cfg.dagger.beta(r), rng_stream=r)
             timings[f"rollouts_{phase}_s"] = time.perf_counter() - t1
-            train_eps = train_eps + load_dataset([roll_dir])
+            rollout_eps = rollout_eps + load_dataset([roll_dir])
         t1 = time.perf_counter()
         ck = out / f"checkpoint_{phase}.pt"
         if i > 0 and not ck.exists():
             prev = torch.load(out / f"checkpoint_{phases[i - 1][0]}.pt", weights_only=False)
             policy.load_state_dict(prev["model"])
-        result = train_bc(policy, train_eps, val_eps, bc_cfg, out, phase,
-                          seed=cfg.seed + 7919 * i, base_lr=DEFAULT_LR[cfg.head], resume=True,
-                          progress=progress)
+        mixed = cfg.dagger.on_policy_fraction > 0
+        result = train_bc(policy, train_eps if mixed else train_eps + rollout_eps, val_eps, bc_cfg,
+                          out, phase, seed=cfg.seed + 7919 * i, base_lr=DEFAULT_LR[cfg.head],
+                          resume=True, progress=progress,
+                          on_policy_episodes=rollout_eps if mixed else None,
+                          on_policy_fraction=cfg.dagger.on_policy_fraction)
         timings[f"train_{phase}_s"] = timings.get(f"train_{phase}_s", 0.0) + time.perf_counter() - t1
-        history.append({"phase": phase, **result, "train_episodes": len(train_eps)})
+        history.append({"phase": phase, **result, "train_episodes": len(train_eps) + len(rollout_eps)})
         policy.save(out / f"policy_after_{phase}.pt")
         atomic_write_json(out / "timings.json", timings)
     final = policy.save(out / "policy.pt")

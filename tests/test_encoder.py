@@ -67,3 +67,26 @@ def test_same_seed_same_weights():
     c = CNNEncoder(EncoderConfig(seed=8))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.conv[0].weight, c.conv[0].weight)
+
+
+def test_presence_tells_a_small_blob_from_a_flat_map():
+    """Presence is each map's peak softmax probability: 1/(h w) on a flat map, high
+    where one cell stands out -- the spatial-softmax position alone cannot say
+    whether anything is there."""
+    from lnn_nav.models.encoder import SpatialSoftmax
+
+    pool = SpatialSoftmax(4, 4, presence=True)
+    flat = torch.zeros(1, 1, 4, 4)
+    blob = flat.clone()
+    blob[0, 0, 1, 2] = 8.0
+    out_flat, out_blob = pool(flat), pool(blob)
+    assert out_flat.shape == (1, 3)
+    torch.testing.assert_close(out_flat[0, 2], torch.tensor(1 / 16))
+    assert out_blob[0, 2] > 0.9
+    enc = CNNEncoder(EncoderConfig(keypoints=10, presence=True))
+    assert enc.feature_size == 30
+    assert enc(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape == (2, 30)
+    avg = CNNEncoder(EncoderConfig(keypoints=10, pooling="avg", presence=True))
+    assert avg(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape == (2, 20)
+    with pytest.raises(ValueError, match="presence=1"):
+        EncoderConfig(presence=1)

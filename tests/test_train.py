@@ -15,11 +15,14 @@ import torch
 from lnn_nav.data import Episode
 from lnn_nav.train import (
     BCConfig,
+    DaggerConfig,
+    MixedSampler,
     TrainConfig,
     WindowSampler,
     conv_autocast_dtype,
     lr_at,
     make_policy,
+    run_training,
     sequence_loss,
     train_bc,
 )
@@ -105,6 +108,54 @@ def test_sampler_windows_carry_loss_only_on_real_steps():
     assert batch.weight.sum(1).max() <= 4
     # an episode of 5 steps can never carry loss on more than 5 steps of a window
     assert (batch.weight.sum(1) >= 1).all()
+
+
+def test_mixed_sampler_draws_its_share_from_the_second_pool():
+    demos, rollouts = synthetic_episodes(n=2, t=30, seed=0), synthetic_episodes(n=1, t=8, seed=1)
+    for ep in rollouts:
+        ep.expert[:] = 0.75  # marks the rollout windows: no demo label is constant
+    cfg = BCConfig(**{**TINY, "window": 4, "burn_in": 0})
+    s = MixedSampler(WindowSampler(demos, cfg, np.ones(4)), WindowSampler(rollouts, cfg, np.ones(4)), 0.5)
+    batch = s.draw(np.random.default_rng(0), 12, augment=False)
+    from_rollouts = (batch.target[:, 0] == 0.75).all(dim=1)
+    assert batch.frames.shape[0] == 12 and int(from_rollouts.sum()) == 6
+    with pytest.raises(ValueError, match="extra_fraction=1.0"):
+        MixedSampler(s.base, s.extra, 1.0)
+    with pytest.raises(ValueError, match="on_policy_fraction=1.5"):
+        DaggerConfig(on_policy_fraction=1.5)
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run_collects_trains_and_runs_a_dagger_round(tmp_path):
+    """collect 2 demonstrations, behaviour-clone a few steps, one DAgger round of one
+    learner rollout, retrain: the whole `lnn-nav train` pipeline on real episodes."""
+    from lnn_nav.data import load_dataset
+    from lnn_nav.models.policy import NavPolicy
+
+    tiny = {**TINY, "steps": 4, "checkpoint_every": 2, "val_every": 2}
+    cfg = TrainConfig(demo_episodes=2, val_episodes=1, workers=1, data_dir=str(tmp_path / "data"),
+                      out=str(tmp_path / "run"), bc=BCConfig(**tiny),
+                      dagger=DaggerConfig(rounds=1, episodes_per_round=1, steps_per_round=3,
+                                          warmup_steps=1, on_policy_fraction=0.5))
+    final = run_training(cfg, progress=False)
+    policy = NavPolicy.load(final)
+    assert policy.encoder.conv_autocast is None
+    run = tmp_path / "run"
+    [rollout] = load_dataset([run / "rollouts_dagger1"])
+    assert rollout.seed == 2  # the round flies scenes after the demonstrations'
+    # the learner flew some of its steps: the flown commands are not the expert's
+    assert not np.allclose(rollout.executed, rollout.expert)
+    import json
+
+    history = json.loads((run / "history.json").read_text())
+    assert [h["phase"] for h in history] == ["bc", "dagger1"]
+    assert history[1]["train_episodes"] == 3
+    phases = [line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert phases == ["bc"] * 4 + ["dagger1"] * 3
+    # the retrained policy differs from the behaviour-cloned one
+    before = NavPolicy.load(run / "policy_after_bc.pt").state_dict()
+    after = policy.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
 @pytest.mark.parametrize("head", ["ltc", "gru"])

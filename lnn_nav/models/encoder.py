@@ -7,12 +7,19 @@
       -> 1x1 conv to K keypoint maps
       -> pooling: "spatial_softmax" (expected x, y of each map, in [-1, 1]: F = 2K)
                   or "avg" (global average of each map: F = K)
+         optionally with each map's presence (its softmax's peak probability,
+         in (0, 1]: F grows by K)
       -> LayerNorm                                 features ~zero mean, unit std per frame,
                                                   what the heads' initialisation expects
 
 Spatial softmax (Levine et al., 2016) turns each map into where its feature is
 in the image, which is what steering towards a target or around an obstacle
-needs, at no parameter cost. There is no batch normalisation: statistics that
+needs, at no parameter cost. It does not say whether the feature is there at
+all: a map with nothing on it still has an expected position. Presence adds
+that, as the largest probability of each map's softmax: near 1/(h w) when the
+map is flat, near 1 when one cell stands out -- a target of two pixels
+half-hidden by a trunk is such a cell, and its expected position alone moves
+too little to tell it from nothing. There is no batch normalisation: statistics that
 depend on the batch behave differently in training, closed loop and export.
 """
 
@@ -40,6 +47,8 @@ class EncoderConfig:
     """K, maps produced by the final 1x1 conv."""
     pooling: str = "spatial_softmax"
     """'spatial_softmax' (F = 2K) or 'avg' (F = K)."""
+    presence: bool = False
+    """Also output each map's presence (peak softmax probability): F grows by K."""
     seed: int = 0
     """seed of the initial weights."""
 
@@ -56,13 +65,16 @@ class EncoderConfig:
             raise ValueError(f"keypoints={self.keypoints!r}: expected an integer >= 1")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling={self.pooling!r}: expected one of {POOLINGS}")
+        if not isinstance(self.presence, bool):
+            raise ValueError(f"presence={self.presence!r}: expected True or False")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed={self.seed!r}: expected an integer in [0, 2**32)")
 
     @property
     def feature_size(self) -> int:
         """F, features per frame."""
-        return 2 * self.keypoints if self.pooling == "spatial_softmax" else self.keypoints
+        per_map = (2 if self.pooling == "spatial_softmax" else 1) + int(self.presence)
+        return per_map * self.keypoints
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,14 +96,16 @@ class EncoderConfig:
 
 
 class SpatialSoftmax(nn.Module):
-    """(B, K, h, w) maps -> (B, 2K) expected (x, y) per map, in [-1, 1].
+    """(B, K, h, w) maps -> (B, 2K) expected (x, y) per map, in [-1, 1], then with
+    `presence` (B, K) more: each map's peak softmax probability, in (0, 1].
 
     A learned temperature (log-parameterised, starts at 1) sets how peaked the
     softmax is. x grows to the image's right, y downwards (image axes).
     """
 
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, presence: bool = False) -> None:
         super().__init__()
+        self.presence = presence
         ys, xs = torch.meshgrid(
             torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij"
         )
@@ -101,7 +115,10 @@ class SpatialSoftmax(nn.Module):
     def forward(self, maps: Tensor) -> Tensor:
         b, k = maps.shape[0], maps.shape[1]
         attn = torch.softmax(maps.reshape(b, k, -1) / torch.exp(self.log_temperature), dim=-1)
-        return (attn @ self.grid).reshape(b, 2 * k)  # (B, K, 2) -> (B, 2K): x0, y0, x1, y1, ...
+        xy = (attn @ self.grid).reshape(b, 2 * k)  # (B, K, 2) -> (B, 2K): x0, y0, x1, y1, ...
+        if not self.presence:
+            return xy
+        return torch.cat([xy, attn.amax(dim=-1)], dim=1)
 
 
 class CNNEncoder(nn.Module):
@@ -123,7 +140,8 @@ class CNNEncoder(nn.Module):
         )
         map_h, map_w = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
         self.pool: nn.Module = (
-            SpatialSoftmax(map_h, map_w) if config.pooling == "spatial_softmax" else nn.Identity()
+            SpatialSoftmax(map_h, map_w, config.presence) if config.pooling == "spatial_softmax"
+            else nn.Identity()
         )
         self.norm = nn.LayerNorm(config.feature_size)
         self.conv_autocast: torch.dtype | None = None
@@ -161,7 +179,13 @@ class CNNEncoder(nn.Module):
             with torch.autocast("cpu", dtype=self.conv_autocast):
                 maps = self.conv(x)
             maps = maps.to(dtype)
-        feats = self.pool(maps) if self.config.pooling == "spatial_softmax" else maps.mean(dim=(2, 3))
+        if self.config.pooling == "spatial_softmax":
+            feats = self.pool(maps)
+        else:
+            feats = maps.mean(dim=(2, 3))
+            if self.config.presence:
+                peak = torch.softmax(maps.flatten(2), dim=-1).amax(dim=-1)
+                feats = torch.cat([feats, peak], dim=1)
         return self.norm(feats)
 
     def param_count(self) -> int:

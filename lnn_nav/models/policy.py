@@ -228,7 +228,8 @@ class NavPolicy(nn.Module):
         lines = [
             (
                 f"encoder: CNN {enc.image_size[0]}x{enc.image_size[1]} RGB uint8, channels "
-                f"{list(enc.channels)}, {enc.keypoints} keypoints, {enc.pooling} -> "
+                f"{list(enc.channels)}, {enc.keypoints} keypoints, {enc.pooling}"
+                f"{' + presence' if enc.presence else ''} -> "
                 f"{enc.feature_size} features, {counts['encoder']:,} parameters"
             ),
         ]
