@@ -52,10 +52,13 @@ import numpy as np
 
 from lnn_nav.command import CommandLimits, VelocityCommand
 
-BEHAVIOUR_VERSION = 2
+BEHAVIOUR_VERSION = 3
 """Bumped whenever the same config and states give other commands, so that
 demonstrations of an older expert are recognised (2: holds altitude while
-searching, and a target counts as seen only in line of sight)."""
+searching, and a target counts as seen only in line of sight; 3: the target
+no longer hides itself -- its own sphere blocked every sight line, so version
+2 never saw it and always searched to the left -- and a target partly behind
+an obstacle counts as seen)."""
 
 Task = Literal["fly", "follow"]
 TASKS = ("fly", "follow")
@@ -478,6 +481,8 @@ class Expert:
                                self.config.max_vertical_accel, self.config.max_yaw_accel])
         self._obstacles = Footprints.empty()
         self._obstacles3d = Obstacles.empty()
+        self._sight_obstacles = Obstacles.empty()
+        self._target_radius = 0.0
         self._bounds: Bounds | None = None
         self._task: Task = "fly"
         self._field: CostToGo | None = None
@@ -495,13 +500,26 @@ class Expert:
 
     # ----------------------------------------------------------------- reset
     def reset(self, obstacles: Obstacles, bounds: Bounds | None, task: Task,
-              state: PrivilegedState) -> None:
-        """Start an episode in a new scene; `state` is the first privileged state."""
+              state: PrivilegedState, target_radius: float = 0.0) -> None:
+        """Start an episode in a new scene; `state` is the first privileged state.
+
+        target_radius: m, radius of the target. Greater than 0 in task "fly", the
+        target is an obstacle too (touching it is a collision), and sight lines go
+        to points on its silhouette, not only its centre."""
         if task not in TASKS:
             raise ValueError(f"task={task!r}: expected one of {TASKS}")
+        if not (math.isfinite(target_radius) and target_radius >= 0):
+            raise ValueError(f"target_radius={target_radius!r}: expected a finite radius >= 0 m")
         self._task = task
         self._bounds = bounds
         self._reset_state()
+        # sight lines end at the target: its own sphere must not block them
+        self._sight_obstacles = obstacles
+        self._target_radius = float(target_radius)
+        if task == "fly" and target_radius > 0:
+            t = np.asarray(state.target_pos_w, np.float64).reshape(3)
+            sphere = np.array([[t[0], t[1], t[2], float(target_radius)]])
+            obstacles = obstacles._replace(spheres=np.concatenate([obstacles.spheres, sphere]))
         self._obstacles3d = obstacles
         self._plan(state)
 
@@ -662,11 +680,18 @@ class Expert:
         return VelocityCommand.from_array(self._cmd)
 
     def _in_sight(self, p: np.ndarray, t: np.ndarray) -> bool:
-        """No obstacle on the line from the drone p (3,) to the target centre t (3,)."""
+        """Some of the target is visible from the drone p (3,): no obstacle on the
+        line to its centre t (3,), or to one of four points near the rim of its
+        silhouette (a target half behind a trunk is still in the picture)."""
         from lnn_nav.sim.scenes import segment_hits
 
-        o = self._obstacles3d
-        return not segment_hits(p, t, o.cylinders, o.spheres, o.boxes)
+        o = self._sight_obstacles
+        r = 0.8 * self._target_radius
+        d = t[:2] - p[:2]
+        side = np.array([-d[1], d[0], 0.0]) / max(float(np.hypot(*d)), 1e-9)
+        up = np.array([0.0, 0.0, 1.0])
+        points = (t,) if r == 0 else (t, t + r * side, t - r * side, t + r * up, t - r * up)
+        return any(not segment_hits(p, q, o.cylinders, o.spheres, o.boxes) for q in points)
 
     def _inside_field(self, xy: np.ndarray) -> bool:
         f = self._field
@@ -803,16 +828,12 @@ class Expert:
 
     # -------------------------------------------------------------- from info
     def reset_from_info(self, info: dict[str, Any], task: Task) -> None:
-        """`reset` from an environment's `info` dict (see `state_from_info`). For
-        task "fly" the target itself (a sphere of info["target_size_m"]) counts as
-        an obstacle too: touching it is a collision."""
-        obstacles = obstacles_from_info(info)
+        """`reset` from an environment's `info` dict (see `state_from_info`); the
+        target's radius is half info["target_size_m"] (0 when absent)."""
         size = info.get("target_size_m")
-        if task == "fly" and size is not None:
-            t = np.asarray(info["target_pos_w"], np.float64).reshape(3)
-            sphere = np.array([[t[0], t[1], t[2], 0.5 * float(size)]])
-            obstacles = obstacles._replace(spheres=np.concatenate([obstacles.spheres, sphere]))
-        self.reset(obstacles, bounds_from_info(info), task, state_from_info(info))
+        radius = 0.0 if size is None else 0.5 * float(size)
+        self.reset(obstacles_from_info(info), bounds_from_info(info), task, state_from_info(info),
+                   target_radius=radius)
 
     def act_from_info(self, info: dict[str, Any], dt: float) -> VelocityCommand:
         return self.act(state_from_info(info), dt)

@@ -213,6 +213,35 @@ def test_searches_toward_the_side_it_was_last_seen():
     assert cmd.yaw_rate == pytest.approx(-ExpertConfig().search_yaw_rate)
 
 
+def _info(p, yaw, t, cylinders=np.zeros((0, 5))):
+    return {"pos_w": list(p), "vel_w": [0, 0, 0], "yaw": yaw, "target_pos_w": list(t),
+            "target_size_m": 0.3, "cylinders": cylinders, "spheres": np.zeros((0, 4)),
+            "boxes": np.zeros((0, 7)), "bounds": [-10, -10, 10, 10]}
+
+
+def test_the_target_does_not_hide_itself_from_the_expert():
+    """From info (where the target is an obstacle as well, task fly) a target in
+    plain view counts as seen, so a search turns toward the side it left from
+    (behaviour version 2 tested sight lines against the target's own sphere,
+    never saw it, and always searched left)."""
+    expert = Expert()
+    t = (5.0, 0.0, 1.0)
+    expert.reset_from_info(_info((0, 0, 1), 0.2, t), "fly")
+    expert.act_from_info(_info((0, 0, 1), 0.2, t), DT)  # in view, on the right
+    for _ in range(40):
+        cmd = expert.act_from_info(_info((0, 0, 1), 1.5, t), DT)  # out of view on the right
+    assert cmd.yaw_rate == pytest.approx(-ExpertConfig().search_yaw_rate)
+
+
+def test_a_target_partly_behind_a_trunk_counts_as_seen():
+    trunk = np.array([[2.5, 0.0, 0.04, 0.0, 3.0]])  # a pole on the line to the target's centre
+    wall = np.array([[2.5, 0.0, 0.6, 0.0, 3.0]])  # hides all of it
+    for obstacle, seen in ((trunk, True), (wall, False)):
+        expert = Expert()
+        expert.reset_from_info(_info((0, 0, 1), 0.0, (5.0, 0.0, 1.0), obstacle), "fly")
+        assert expert._in_sight(np.array([0.0, 0, 1]), np.array([5.0, 0, 1])) is seen
+
+
 def test_turns_toward_a_visible_target_and_flies_forward():
     expert = Expert()
     t = (8.0, 1.0, 1.0)  # in view, slightly left
