@@ -27,12 +27,13 @@ def policy() -> NavPolicy:
 
 def test_default_policy_counts(policy):
     counts = policy.param_count()
-    assert counts["head"]["dense"] == ltc_dense_count(112, 34, 4) == 20_190
+    assert counts["head"]["dense"] == ltc_dense_count(120, 34, 4) == 21_294
     assert counts["head"]["effective"] < counts["head"]["dense"]
     assert counts["encoder"] <= 30_000
     wiring = default_wiring()
     assert [len(ids) for _, ids in wiring.layers] == [18, 12, 4]
-    assert "20,190 dense" in policy.describe()
+    assert "21,294 dense" in policy.describe()
+    assert "+ presence -> 120 features" in policy.describe()
 
 
 def test_commands_bounded_and_step_equals_forward(policy):
@@ -53,7 +54,7 @@ def test_commands_bounded_and_step_equals_forward(policy):
 def test_config_round_trip_and_mismatch():
     cfg = baseline_policy_config("gru", seed=1)
     assert PolicyConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="head.input_size=64 and encoder.feature_size=112"):
+    with pytest.raises(ValueError, match="head.input_size=64 and encoder.feature_size=120"):
         PolicyConfig(head={**cfg.head.to_dict(), "input_size": 64})
 
 

@@ -55,10 +55,11 @@ class PolicyFileError(ValueError):
 class PolicyConfig:
     """Architecture of a NavPolicy (weights travel separately)."""
 
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig = field(default_factory=lambda: default_encoder_config())
     """the CNN encoder; its feature_size must equal head.input_size."""
     head: HeadConfig = field(
-        default_factory=lambda: HeadConfig(kind="ltc", input_size=112, output_size=4, units=DEFAULT_UNITS)
+        default_factory=lambda: HeadConfig(kind="ltc", input_size=default_encoder_config().feature_size,
+                                           output_size=4, units=DEFAULT_UNITS)
     )
     """the recurrent head; output_size 4 (forward, left, up, yaw_rate)."""
     limits: CommandLimits = field(default_factory=CommandLimits)
@@ -97,21 +98,31 @@ class PolicyConfig:
         return cls(**d)
 
 
+def default_encoder_config(seed: int = 0) -> EncoderConfig:
+    """The default encoder: 40 spatial-softmax keypoints with presence, 120 features.
+
+    Presence (see `lnn_nav.models.encoder`) is there for targets of a few pixels
+    half-hidden behind a trunk; 40 keypoints instead of 56 keep the LTC head near
+    20k parameters with the extra K features."""
+    return EncoderConfig(keypoints=40, presence=True, seed=seed)
+
+
 def default_wiring(input_size: int | None = None, seed: int = 22222) -> Any:
     """The default head's NCP wiring: AutoNCP(F, 34 neurons, 4 motor, sparsity 0.5)."""
     from lnn_nav.models.wiring import AutoNCP
 
-    feature_size = EncoderConfig().feature_size if input_size is None else input_size
+    feature_size = default_encoder_config().feature_size if input_size is None else input_size
     return AutoNCP(feature_size, DEFAULT_UNITS, 4, sparsity_level=0.5, seed=seed)
 
 
 def default_policy_config(seed: int = 0) -> PolicyConfig:
-    """The default policy: spatial-softmax CNN (112 features) + 34-neuron NCP LTC head.
+    """The default policy: spatial-softmax CNN with presence (120 features) +
+    34-neuron NCP LTC head.
 
-    LTC dense count 3N + 4N^2 + 4FN + 2F + 2O = 20,190 with N=34, F=112, O=4
+    LTC dense count 3N + 4N^2 + 4FN + 2F + 2O = 21,294 with N=34, F=120, O=4
     (the paper's head: 22,398 on 128 features).
     """
-    enc = EncoderConfig(seed=seed)
+    enc = default_encoder_config(seed)
     return PolicyConfig(
         encoder=enc,
         head=HeadConfig(kind="ltc", input_size=enc.feature_size, output_size=4,
@@ -124,7 +135,7 @@ def baseline_policy_config(kind: str, seed: int = 0, budget: int | None = None) 
     dense count (or `budget`), the way baselines are compared."""
     if kind not in HEAD_KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {HEAD_KINDS}")
-    enc = EncoderConfig(seed=seed)
+    enc = default_encoder_config(seed)
     if kind == "ltc" and budget is None:
         return default_policy_config(seed)
     target = budget if budget is not None else ltc_dense_count(enc.feature_size, DEFAULT_UNITS, 4)
