@@ -88,13 +88,13 @@ def _fly(obstacles, start, target, yaw0, config=None, seconds=30.0, bounds=None)
 
 # ------------------------------------------------------------------ config
 def test_config_round_trip():
-    cfg = ExpertConfig(cruise_speed=1.2, standoff=1.0)
+    cfg = ExpertConfig(cruise_speed=1.2, standoff=1.0, search_side="last_seen")
     assert ExpertConfig.from_dict(cfg.to_dict()) == cfg
 
 
 @pytest.mark.parametrize("key,value", [
     ("cruise_speed", 0.0), ("grid_resolution", -0.1), ("margin", -0.01),
-    ("fov_half", float("nan")), ("view_margin", 1.0), ("soft_weight", True),
+    ("fov_half", float("nan")), ("view_margin", 1.0), ("soft_weight", True), ("search_side", "right"),
 ])
 def test_config_rejects_bad_values(key, value):
     with pytest.raises(ValueError, match=key):
@@ -203,8 +203,18 @@ def test_searches_left_for_a_target_never_seen():
     assert abs(cmd.forward) < 1e-9 and abs(cmd.left) < 1e-9
 
 
-def test_searches_toward_the_side_it_was_last_seen():
+def test_searches_left_by_default_even_where_it_was_last_seen_on_the_right():
     expert = Expert()
+    t = (5.0, 0.0, 1.0)
+    expert.reset(Obstacles.empty(), None, "fly", _state((0, 0, 1), 0.2, t))
+    expert.act(_state((0, 0, 1), 0.2, t), DT)  # in view, on the right
+    for _ in range(40):
+        cmd = expert.act(_state((0, 0, 1), 1.5, t), DT)
+    assert cmd.yaw_rate == pytest.approx(ExpertConfig().search_yaw_rate)
+
+
+def test_searches_toward_the_side_it_was_last_seen():
+    expert = Expert(ExpertConfig(search_side="last_seen"))
     t = (5.0, 0.0, 1.0)
     expert.reset(Obstacles.empty(), None, "fly", _state((0, 0, 1), 0.2, t))
     expert.act(_state((0, 0, 1), 0.2, t), DT)  # in view, on the right (bearing 0 < yaw 0.2)
@@ -224,7 +234,7 @@ def test_the_target_does_not_hide_itself_from_the_expert():
     plain view counts as seen, so a search turns toward the side it left from
     (behaviour version 2 tested sight lines against the target's own sphere,
     never saw it, and always searched left)."""
-    expert = Expert()
+    expert = Expert(ExpertConfig(search_side="last_seen"))
     t = (5.0, 0.0, 1.0)
     expert.reset_from_info(_info((0, 0, 1), 0.2, t), "fly")
     expert.act_from_info(_info((0, 0, 1), 0.2, t), DT)  # in view, on the right
