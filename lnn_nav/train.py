@@ -298,8 +298,9 @@ def train_bc(
 
     `phase` names the phase in checkpoints and metrics (e.g. "bc", "dagger1"),
     so a resumed multi-phase run knows which phases are finished.
-    `on_policy_episodes`, with `on_policy_fraction` in (0, 1), are drawn for that
-    share of every batch, the rest from `train_episodes`.
+    `on_policy_episodes` (the learner's DAgger rollouts) are pooled with
+    `train_episodes`, or, with `on_policy_fraction` in (0, 1), drawn for that
+    share of every batch.
     """
     from tqdm import tqdm
 
@@ -307,9 +308,13 @@ def train_bc(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / f"checkpoint_{phase}.pt"
     scale = policy.limits.scale()
-    sampler: WindowSampler | MixedSampler = WindowSampler(train_episodes, cfg, scale)
-    if on_policy_episodes and on_policy_fraction > 0:
-        sampler = MixedSampler(sampler, WindowSampler(on_policy_episodes, cfg, scale), on_policy_fraction)
+    on_policy = list(on_policy_episodes or [])
+    sampler: WindowSampler | MixedSampler
+    if on_policy and on_policy_fraction > 0:
+        sampler = MixedSampler(WindowSampler(train_episodes, cfg, scale),
+                               WindowSampler(on_policy, cfg, scale), on_policy_fraction)
+    else:
+        sampler = WindowSampler(train_episodes + on_policy, cfg, scale)
     val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale)
     val_batch = val_sampler.draw(np.random.default_rng(seed + 1_000_003), cfg.val_windows, augment=False)
 
@@ -618,11 +623,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
         if i > 0 and not ck.exists():
             prev = torch.load(out / f"checkpoint_{phases[i - 1][0]}.pt", weights_only=False)
             policy.load_state_dict(prev["model"])
-        mixed = cfg.dagger.on_policy_fraction > 0
-        result = train_bc(policy, train_eps if mixed else train_eps + rollout_eps, val_eps, bc_cfg,
-                          out, phase, seed=cfg.seed + 7919 * i, base_lr=DEFAULT_LR[cfg.head],
-                          resume=True, progress=progress,
-                          on_policy_episodes=rollout_eps if mixed else None,
+        result = train_bc(policy, train_eps, val_eps, bc_cfg, out, phase,
+                          seed=cfg.seed + 7919 * i, base_lr=DEFAULT_LR[cfg.head], resume=True,
+                          progress=progress, on_policy_episodes=rollout_eps,
                           on_policy_fraction=cfg.dagger.on_policy_fraction)
         timings[f"train_{phase}_s"] = timings.get(f"train_{phase}_s", 0.0) + time.perf_counter() - t1
         history.append({"phase": phase, **result, "train_episodes": len(train_eps) + len(rollout_eps)})

@@ -136,7 +136,7 @@ def test_tiny_end_to_end_run_collects_trains_and_runs_a_dagger_round(tmp_path):
     cfg = TrainConfig(demo_episodes=2, val_episodes=1, workers=1, data_dir=str(tmp_path / "data"),
                       out=str(tmp_path / "run"), bc=BCConfig(**tiny),
                       dagger=DaggerConfig(rounds=1, episodes_per_round=1, steps_per_round=3,
-                                          warmup_steps=1, on_policy_fraction=0.5))
+                                          warmup_steps=1))
     final = run_training(cfg, progress=False)
     policy = NavPolicy.load(final)
     assert policy.encoder.conv_autocast is None
