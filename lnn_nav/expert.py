@@ -668,7 +668,8 @@ class Expert:
         # of sight. A side remembered from a target hidden behind a trunk would send
         # a learner that never saw it on a search it cannot reproduce (in DAgger
         # rollouts this flipped search directions and undid the learned search).
-        if not self._searching and self._in_sight(p, t):
+        # (only a last-seen search uses the side; the sight test costs five segment checks)
+        if cfg.search_side == "last_seen" and not self._searching and self._in_sight(p, t):
             self._seen_side = 1.0 if off >= 0 else -1.0
 
         up = cfg.altitude_gain * (self._goal_altitude(state) - p[2])
