@@ -180,6 +180,30 @@ def test_burn_in_without_gradient_gives_the_full_forward_loss(head):
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in policy.parameters())
 
 
+def test_command_weights_scale_each_command_and_keep_the_mean():
+    torch.manual_seed(0)
+    eps = synthetic_episodes(n=2, t=30)
+    cfg = BCConfig(**{**TINY, "window": 6, "burn_in": 0})
+    batch = WindowSampler(eps, cfg, np.ones(4)).draw(np.random.default_rng(1), 4, augment=False)
+    policy = make_policy("gru", 0)
+    with torch.no_grad():
+        commands, _ = policy(batch.frames, None, batch.dt)
+        scale = torch.as_tensor(policy.limits.scale(), dtype=commands.dtype)
+        w = batch.weight.unsqueeze(-1)
+        per_command = ((commands / scale - batch.target) ** 2 * w).sum((0, 1)) / w.sum()
+        # (1, 3, 1, 1) normalised to mean 1: (2/3, 2, 2/3, 2/3)
+        expected = (per_command * torch.tensor([2 / 3, 2.0, 2 / 3, 2 / 3])).mean()
+        torch.testing.assert_close(sequence_loss(policy, batch, (1, 3, 1, 1)), expected,
+                                   rtol=1e-5, atol=1e-7)
+        # equal weights of any size are the plain mean
+        torch.testing.assert_close(sequence_loss(policy, batch, (5, 5, 5, 5)),
+                                   sequence_loss(policy, batch), rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"command_weights=\(1, -1, 1, 1\)"):
+        BCConfig(command_weights=(1, -1, 1, 1))
+    with pytest.raises(ValueError, match="command_weights=\\[1, 2\\]"):
+        BCConfig(command_weights=[1, 2])
+
+
 def test_schedule_warms_up_then_decays():
     cfg = BCConfig(**TINY)
     lrs = [lr_at(s, cfg) for s in range(cfg.steps)]
