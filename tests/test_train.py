@@ -19,6 +19,7 @@ from lnn_nav.train import (
     MixedSampler,
     TrainConfig,
     WindowSampler,
+    check_resumable,
     conv_autocast_dtype,
     lr_at,
     make_policy,
@@ -178,6 +179,28 @@ def test_burn_in_without_gradient_gives_the_full_forward_loss(head):
     torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-7)
     loss.backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in policy.parameters())
+
+
+def test_resume_refuses_another_configuration_but_accepts_an_older_file(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = TrainConfig(out=str(out), data_dir=str(tmp_path / "data"))
+    stored = cfg.to_dict()
+    # a run written before `command_weights` existed holds no such key
+    del stored["bc"]["command_weights"]
+    (out / "train_config.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_training(cfg, resume=False, progress=False)
+    check_resumable(cfg, resume=True)  # the missing key holds its default
+    other = TrainConfig.from_dict({**cfg.to_dict(), "demo_episodes": 5})
+    with pytest.raises(ValueError, match="another configuration"):
+        run_training(other, resume=True, progress=False)
+    weighted = TrainConfig.from_dict({**cfg.to_dict(), "bc": {**cfg.bc.to_dict(),
+                                                               "command_weights": [1, 3, 1, 1]}})
+    with pytest.raises(ValueError, match="another configuration"):
+        run_training(weighted, resume=True, progress=False)
 
 
 def test_command_weights_scale_each_command_and_keep_the_mean():
