@@ -282,3 +282,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     # the metrics log has each step once, even though some steps ran twice
     steps = [line.split(",")[1] for line in (killed / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == [str(s) for s in range(1, TINY["steps"] + 1)]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "policies").glob("*/*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_training_configs_load(path):
+    """The configs the README tells users to train with still match TrainConfig."""
+    cfg = TrainConfig.from_yaml(path)
+    assert (path.parents[2] / "envs" / f"{cfg.family}.yaml").is_file(), cfg.family
