@@ -358,3 +358,28 @@ def test_compare_heads_script_arguments(tmp_path: Path, capsys) -> None:
     assert "nowhere" in capsys.readouterr().err
     assert mod.main(["--report-only", "--out", str(tmp_path)]) == 0
     assert "no finished evaluations" in capsys.readouterr().out
+
+
+def test_an_episode_does_not_depend_on_the_scenes_flown_before() -> None:
+    """Scene 30 of forest/unseen, flown by the shipped policy, once in a fresh
+    environment and once after scene 23: the same trajectory, bit for bit. With
+    bodies pooled across scenes the draw order depended on scene 23, a frame
+    differed at step 283 and the episode ended in a collision instead of a timeout."""
+    import hashlib
+
+    from lnn_nav.models.policy import NavPolicy
+    from lnn_nav.rollout import SimTimeController, expert_for_env, make_env, run_episode
+
+    policy = NavPolicy.load(Path(__file__).parents[1] / "policies" / "ltc-ncp-forest" / "policy.pt")
+    outcomes = []
+    for order in ([30], [23, 30]):
+        env = make_env("fly", "forest", "unseen")
+        try:
+            expert, learner = expert_for_env(env), SimTimeController(policy)
+            for seed in order:
+                ep = run_episode(env, seed, expert, learner=learner, beta=0.0)
+        finally:
+            env.close()
+        outcomes.append((ep.termination, len(ep),
+                         hashlib.sha256(np.ascontiguousarray(ep.pos_w).tobytes()).hexdigest()))
+    assert outcomes[0] == outcomes[1]

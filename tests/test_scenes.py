@@ -297,7 +297,7 @@ def test_family_geometry_is_quantised_for_pooling():
     assert math.isfinite(scene_min_trunk_gap_m(sc))
 
 
-def test_world_reuses_bodies_and_hides_the_rest():
+def test_world_holds_only_the_current_scene_added_in_scene_order():
     import pybullet as p
 
     from lnn_nav.sim.world import SceneWorld
@@ -307,28 +307,52 @@ def test_world_reuses_bodies_and_hides_the_rest():
         world = SceneWorld(client)
         a, b = generate_scene("forest", "train", 0), generate_scene("forest", "train", 1)
         world.apply(a)
-        first = world.bodies_created
-        world.apply(b)
-        world.apply(a)
-        after = world.bodies_created
-        world.apply(b)
-        world.apply(a)
-        assert world.bodies_created == after >= first  # warm pools: nothing new
-        # every visible body sits where the scene says, hidden ones are transparent and parked
-        visible = set(world.body_role)
-        assert len(visible) == a.obstacle_count
-        trunks = {tuple(np.round(c[:2], 6)) for c in a.cylinders}
-        for body, role in world.body_role.items():
+        fresh = [world.role_of(i) for i in world._in_use + [world.target_id]]
+        for scene in (b, a, b, a):
+            world.apply(scene)
+        assert p.getNumBodies(physicsClientId=client) == a.obstacle_count + 1  # nothing left over
+        # the order of addition (the renderer's draw order) is the scene's, whatever came before
+        assert [world.role_of(i) for i in world._in_use + [world.target_id]] == fresh
+        assert fresh[-1] == "target" and len(world.body_role) == a.obstacle_count
+        for body, (x, y, *_) in zip(world._in_use, a.cylinders):
             pos, _ = p.getBasePositionAndOrientation(body, physicsClientId=client)
-            if role == "trunk":
-                assert tuple(np.round(pos[:2], 6)) in trunks
-        for pool in world._pools.values():
-            for body in pool:
-                if body not in visible:
-                    assert p.getBasePositionAndOrientation(body, physicsClientId=client)[0][2] < -10
-                    assert p.getVisualShapeData(body, physicsClientId=client)[0][7][3] == 0.0
+            assert tuple(np.round(pos[:2], 6)) == (round(x, 6), round(y, 6))
         tpos, _ = p.getBasePositionAndOrientation(world.target_id, physicsClientId=client)
         np.testing.assert_allclose(tpos, a.target_pos_w, atol=1e-9)
+    finally:
+        p.disconnect(client)
+
+
+def test_renderer_draws_depth_ties_in_order_of_addition():
+    """What the world relies on: of two coincident surfaces, the body added last
+    shows, whatever the ids (PyBullet reuses the ids of removed bodies)."""
+    import pybullet as p
+
+    client = p.connect(p.DIRECT)
+    try:
+        def box(rgba):
+            col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.5] * 3, physicsClientId=client)
+            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.5] * 3, rgbaColor=rgba,
+                                      physicsClientId=client)
+            return p.createMultiBody(0, col, vis, [0, 0, 0], useMaximalCoordinates=True,
+                                     physicsClientId=client)
+
+        def centre_is_red():
+            view = p.computeViewMatrix([3, 0, 0], [0, 0, 0], [0, 0, 1])
+            proj = p.computeProjectionMatrixFOV(60, 1, 0.1, 10)
+            img = p.getCameraImage(16, 16, view, proj, renderer=p.ER_TINY_RENDERER,
+                                   physicsClientId=client)[2]
+            px = np.asarray(img, np.uint8).reshape(16, 16, 4)[8, 8]
+            return int(px[0]) > int(px[2])
+
+        red, blue = [1, 0, 0, 1], [0, 0, 1, 1]
+        first, second = box(red), box(blue)
+        assert not centre_is_red()  # blue added last
+        p.removeBody(first, physicsClientId=client)
+        p.removeBody(second, physicsClientId=client)
+        again_blue, again_red = box(blue), box(red)
+        assert again_red < again_blue  # ids reused in another order...
+        assert centre_is_red()  # ...but red was added last
     finally:
         p.disconnect(client)
 

@@ -1,9 +1,10 @@
 """Gymnasium environments: fly to a target, follow a moving target.
 
 Both wrap one `QuadSim` (PyBullet world, quadrotor, flight controller, camera)
-and one `SceneWorld` (the pooled obstacle bodies). A reset draws a scene of the
-chosen family and split, moves the pooled bodies into place (no rebuild) and
-puts the vehicle at the scene's start. Registered ids (on `import lnn_nav.sim`):
+and one `SceneWorld` (the obstacle bodies). A reset draws a scene of the
+chosen family and split, replaces the previous scene's bodies with the new
+scene's (shapes are cached; the client, ground and vehicle stay) and puts the
+vehicle at the scene's start. Registered ids (on `import lnn_nav.sim`):
 `lnn_nav/FlyToTarget-v0` and `lnn_nav/FollowTarget-v0`, e.g.::
 
     import gymnasium, lnn_nav.sim

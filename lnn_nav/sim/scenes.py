@@ -17,8 +17,8 @@ Obstacle geometry is kept as compact arrays (see `Scene`):
 - boxes     (K, 7): x, y, z (centre), hx, hy, hz (half extents), yaw  -- m, rad
 
 Sizes are multiples of `SIZE_STEP_M` (canopy radii of `CANOPY_STEP_M`, heights
-of ground-standing objects of `LENGTH_STEP_M`) so that the world builder can reuse a small pool of PyBullet bodies
-instead of creating one per scene (PyBullet cannot resize a body).
+of ground-standing objects of `LENGTH_STEP_M`) so that the world builder can reuse a small set of PyBullet shapes
+instead of building meshes for every scene (PyBullet cannot resize a shape).
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ ENVS_DIR = Path(__file__).resolve().parents[2] / "envs"
 """The shipped scene families (`envs/*.yaml`)."""
 
 SIZE_STEP_M = 0.02
-"""m, every obstacle dimension is a multiple of this (lets bodies be pooled)."""
+"""m, every obstacle dimension is a multiple of this (lets shapes be reused)."""
 
 CANOPY_STEP_M = 0.1
 """m, canopy radii are multiples of this (coarser: they vary over a wide range)."""
 
 LENGTH_STEP_M = 0.2
 """m, heights of ground-standing obstacles (trunks, poles, boxes, walls) and box and
-wall footprints are multiples of this: the world builder pools one body per size."""
+wall footprints are multiples of this: the world builder keeps one shape per size."""
 
 TRUNK_STEP_M = 0.5
 """m, trunk tops under spherical canopies and pole heights are multiples of this."""
@@ -922,7 +922,7 @@ def obstacle_distance(scene: Scene, p_w: np.ndarray) -> float:
 # generation
 # --------------------------------------------------------------------------
 def _q(x: float, step: float = SIZE_STEP_M) -> float:
-    """Round a size to the pooling grid (at least one step)."""
+    """Round a size to the shape grid (at least one step)."""
     return max(round(x / step), 1) * step
 
 
@@ -990,7 +990,7 @@ class _Builder:
         rc = _q(rng.uniform(*t.canopy_radius_m), CANOPY_STEP_M)
         base = _q(rng.uniform(*t.canopy_base_m))
         if t.canopy_kind == "sphere":
-            # the trunk ends inside the canopy, on a coarse grid (few pooled heights):
+            # the trunk ends inside the canopy, on a coarse grid (few distinct heights):
             # base < top <= base + 0.65 m < base + 2 rc
             top = math.ceil((base + 0.15) / TRUNK_STEP_M) * TRUNK_STEP_M
             crown_c: list[list[float]] = []

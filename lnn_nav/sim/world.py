@@ -1,25 +1,32 @@
-"""Put a `Scene` into a PyBullet client, reusing bodies from one scene to the next.
+"""Put a `Scene` into a PyBullet client: one static body per obstacle, made afresh
+for every scene, in scene order.
 
-Creating a PyBullet body costs about 0.3 ms, and a body cannot be resized, so a
-scene of ~90 parts would cost ~30 ms to build. `SceneWorld` keeps pools of
-static bodies keyed by shape and size (scene sizes are multiples of
-`scenes.SIZE_STEP_M`, so there are few distinct keys). `apply(scene)` moves
-and recolours pooled bodies into place and hides the unused ones; new bodies are
-created only when a scene needs more of one size than any scene before it.
+Bodies are not reused from one scene to the next. An earlier version kept pools
+of bodies per shape and size and moved them into place, which saved ~7 ms per
+reset, but made frames depend on the scenes shown before: PyBullet's
+TinyRenderer draws bodies in the order they were added, and where two surfaces
+tie in depth the one drawn last shows (checked with two coincident boxes). With
+pools, which body drew which obstacle, and so the draw order, depended on the
+episode history. Closed loop one pixel is enough: the shipped policy on scene
+30 of forest/unseen collided at step 853 after scene 23 and timed out in a fresh
+environment, so an evaluation's results depended on how its workers happened
+to share out the episodes. `apply` now removes the previous scene's bodies and
+adds the new scene's in scene order (obstacles, then the target). Bodies that
+stay (ground, vehicle) keep their place before them, so a scene is drawn in the
+same order whatever came before. (PyBullet reuses the ids of removed bodies, so
+ids do not show the draw order; the order of addition does.)
 
-Hidden bodies use maximal coordinates (a plain rigid body; PyBullet's default
-multibody costs ~0.5 us per physics step even when static, 4x more), are capped
-in number (`MAX_POOLED_BODIES`), and are parked far below the ground *and* made fully transparent:
-the TinyRenderer skips transparent bodies entirely, while each parked but
-opaque body would still cost ~6 us per frame.
+Collision and visual shapes are still cached per (shape, size): scene sizes are
+multiples of `scenes.SIZE_STEP_M`, so there are few distinct keys. Bodies use
+maximal coordinates (a plain rigid body; PyBullet's default multibody costs
+~0.5 us per physics step even when static, 4x more).
 
 Rendering cost, measured (64x64, forest, random flight): the TinyRenderer scans
 the screen bounding box of every triangle, so long slanted triangles are what
-costs. An earlier version pooled one 12 m trunk per radius and sank it into the
-ground to the wanted height: the hidden underground part still covered the
-lower half of the image and a frame cost 5.4 ms; bodies of the exact height
-cost 2.0 ms. Scene heights are therefore quantised (`scenes.LENGTH_STEP_M`)
-and pooled per (radius, height).
+costs. An earlier version used one 12 m trunk per radius sunk into the ground
+to the wanted height: the hidden underground part still covered the lower half
+of the image and a frame cost 5.4 ms; bodies of the exact height cost 2.0 ms.
+Scene heights are therefore quantised (`scenes.LENGTH_STEP_M`).
 
 Visual shapes are low-polygon meshes (6-sided prisms of the cylinder's
 cross-section area, within 10% of its radius; once-subdivided icosahedra within 4% of the
@@ -38,12 +45,6 @@ import pybullet as p
 from lnn_nav.sim.camera import Lighting
 from lnn_nav.sim.scenes import ROLE_NAMES, SIZE_STEP_M, Scene
 
-MAX_POOLED_BODIES = 500
-"""Bodies beyond max(this, 3 x the bodies in view) are removed after a scene is
-applied (parked ones only): each parked body costs ~0.05 us of CPU per physics
-step (measured), each new one ~0.3 ms to create; the bound keeps both small."""
-
-_PARK_Z_M = -50.0
 _HIDDEN_RGBA = [0.0, 0.0, 0.0, 0.0]
 _PRISM_SIDES = 6
 
@@ -127,12 +128,10 @@ class SceneWorld:
     def __init__(self, client: int, ground_id: int | None = None) -> None:
         self.client = client
         self.ground_id = ground_id
-        self._pools: dict[_Key, list[int]] = {}
         self._shapes: dict[_Key, tuple[int, int]] = {}
         self._in_use: list[int] = []
         self.body_role: dict[int, str] = {}
         self.target_id: int | None = None
-        self._target_key: _Key | None = None
         self.bodies_created = 0
         self.scene: Scene | None = None
         self._centres = np.zeros((0, 3))
@@ -161,69 +160,49 @@ class SceneWorld:
             self._shapes[key] = (col, vis)
         return self._shapes[key]
 
-    def _take(self, key: _Key, used: dict[_Key, int]) -> int:
-        pool = self._pools.setdefault(key, [])
-        k = used.get(key, 0)
-        used[key] = k + 1
-        if k < len(pool):
-            return pool[k]
+    def _add(self, key: _Key, pos: list[float] | np.ndarray, yaw: float, rgba: np.ndarray) -> int:
+        """A new static body of shape `key` at `pos` (m) turned by `yaw` (rad), coloured `rgba`."""
         col, vis = self._shape(key)
-        body = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], useMaximalCoordinates=True,
-                                 physicsClientId=self.client)
-        self.bodies_created += 1
-        pool.append(body)
-        return body
-
-    def _place(self, body: int, pos: list[float] | np.ndarray, yaw: float, rgba: np.ndarray) -> None:
         q = p.getQuaternionFromEuler([0.0, 0.0, yaw])
-        p.resetBasePositionAndOrientation(body, list(map(float, pos)), q, physicsClientId=self.client)
+        body = p.createMultiBody(0.0, col, vis, [float(v) for v in pos], q, useMaximalCoordinates=True,
+                                 physicsClientId=self.client)
         p.changeVisualShape(body, -1, rgbaColor=[float(x) for x in rgba], physicsClientId=self.client)
+        self.bodies_created += 1
+        return body
 
     # ---- public ---------------------------------------------------------------
     def apply(self, scene: Scene) -> None:
         """Make the client show `scene`: obstacles, target, ground colour. Light and sky
-        are render settings, see `lighting_for`. Costs ~0.01 ms per body once the pools are warm."""
-        used: dict[_Key, int] = {}
+        are render settings, see `lighting_for`. Removes the previous scene's bodies
+        first and adds this scene's in scene order, so the draw order depends on
+        this scene only."""
+        for body in self._in_use + ([] if self.target_id is None else [self.target_id]):
+            p.removeBody(body, physicsClientId=self.client)
+        self._in_use, self.target_id = [], None
         placed: list[int] = []
         roles: dict[int, str] = {}
         for (x, y, r, z0, z1), rgba, role in zip(scene.cylinders, scene.cylinder_rgba, scene.cylinder_role):
             key = _Key("cyl", (_rounded(r), _rounded(z1 - z0)))
             zc = (z0 + z1) / 2
-            body = self._take(key, used)
-            self._place(body, [x, y, zc], 0.0, rgba)
+            body = self._add(key, [x, y, zc], 0.0, rgba)
             placed.append(body)
             roles[body] = ROLE_NAMES[role]
         for (x, y, z, r), rgba, role in zip(scene.spheres, scene.sphere_rgba, scene.sphere_role):
-            body = self._take(_Key("sph", (_rounded(r),)), used)
-            self._place(body, [x, y, z], 0.0, rgba)
+            body = self._add(_Key("sph", (_rounded(r),)), [x, y, z], 0.0, rgba)
             placed.append(body)
             roles[body] = ROLE_NAMES[role]
         for (x, y, z, hx, hy, hz, yaw), rgba, role in zip(scene.boxes, scene.box_rgba, scene.box_role):
-            body = self._take(_Key("box", (_rounded(hx), _rounded(hy), _rounded(hz))), used)
-            self._place(body, [x, y, z], float(yaw), rgba)
+            body = self._add(_Key("box", (_rounded(hx), _rounded(hy), _rounded(hz))), [x, y, z],
+                             float(yaw), rgba)
             placed.append(body)
             roles[body] = ROLE_NAMES[role]
-        # the target has its own body (never pooled with obstacles: it moves in FollowTarget)
+        # the target last (it moves in FollowTarget: `move_target`)
         h = scene.target_size_m / 2
         tkey = {"sphere": _Key("sph", (_rounded(h),)), "cylinder": _Key("cyl", (_rounded(h), _rounded(2 * h))),
                 "box": _Key("box", (_rounded(h),) * 3)}[scene.target_kind]
-        if self._target_key != tkey:
-            if self.target_id is not None:
-                self._hide(self.target_id)
-            col, vis = self._shape(tkey)
-            self.target_id = p.createMultiBody(0.0, col, vis, [0.0, 0.0, _PARK_Z_M], useMaximalCoordinates=True,
-                                               physicsClientId=self.client)
-            self.bodies_created += 1
-            self._target_key = tkey
-        self._place(self.target_id, scene.target_pos_w, 0.0, scene.target_rgba)
-        # hide what the previous scene used and this one does not
-        now = set(placed)
-        for body in self._in_use:
-            if body not in now:
-                self._hide(body)
+        self.target_id = self._add(tkey, scene.target_pos_w, 0.0, scene.target_rgba)
         self._in_use = placed
         self.body_role = roles
-        self._trim(used)
         # bounding spheres of the placed bodies (placement order), for `cull_to_view`;
         # the radii cover the low-poly visuals (prism corners 1.10 r, icosphere 1.04 r)
         cyl, sph, box = scene.cylinders, scene.spheres, scene.boxes
@@ -267,23 +246,6 @@ class SceneWorld:
         self._shown = show
         return int(show.sum())
 
-    def _trim(self, used: dict[_Key, int]) -> None:
-        """Remove parked bodies (those past the count in use) while over the cap."""
-        cap = max(MAX_POOLED_BODIES, 3 * len(self._in_use))
-        excess = sum(len(pool) for pool in self._pools.values()) - cap
-        if excess <= 0:
-            return
-        for key, pool in self._pools.items():
-            while excess > 0 and len(pool) > used.get(key, 0):
-                p.removeBody(pool.pop(), physicsClientId=self.client)
-                excess -= 1
-            if excess <= 0:
-                break
-
-    def _hide(self, body: int) -> None:
-        p.resetBasePositionAndOrientation(body, [0.0, 0.0, _PARK_Z_M], [0, 0, 0, 1], physicsClientId=self.client)
-        p.changeVisualShape(body, -1, rgbaColor=_HIDDEN_RGBA, physicsClientId=self.client)
-
     def move_target(self, pos_w: np.ndarray) -> None:
         """Move the target body to `pos_w` (3,) m world ENU (kinematic: FollowTarget)."""
         if self.target_id is None:
@@ -298,11 +260,6 @@ class SceneWorld:
         if body == self.ground_id:
             return "ground"
         return self.body_role.get(body, "other")
-
-    @property
-    def pooled_bodies(self) -> int:
-        """Obstacle bodies that exist now (visible or parked)."""
-        return sum(len(pool) for pool in self._pools.values())
 
 
 def lighting_for(scene: Scene) -> tuple[Lighting, tuple[int, int, int]]:
