@@ -132,7 +132,6 @@ class SceneWorld:
         self._in_use: list[int] = []
         self.body_role: dict[int, str] = {}
         self.target_id: int | None = None
-        self.bodies_created = 0
         self.scene: Scene | None = None
         self._centres = np.zeros((0, 3))
         self._radii = np.zeros(0)
@@ -167,7 +166,6 @@ class SceneWorld:
         body = p.createMultiBody(0.0, col, vis, [float(v) for v in pos], q, useMaximalCoordinates=True,
                                  physicsClientId=self.client)
         p.changeVisualShape(body, -1, rgbaColor=[float(x) for x in rgba], physicsClientId=self.client)
-        self.bodies_created += 1
         return body
 
     # ---- public ---------------------------------------------------------------
