@@ -285,7 +285,7 @@ def test_unknown_family_name_lists_the_shipped_ones():
         load_family("/nonexistent/fam.yaml")
 
 
-def test_family_geometry_is_quantised_for_pooling():
+def test_family_geometry_is_quantised_for_shape_reuse():
     from lnn_nav.sim.scenes import SIZE_STEP_M, TRUNK_STEP_M
 
     sc = generate_scene("forest", "train", 5)

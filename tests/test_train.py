@@ -288,5 +288,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_training_configs_load(path):
     """The configs the README tells users to train with still match TrainConfig."""
+    from lnn_nav.sim.scenes import ENVS_DIR
+
     cfg = TrainConfig.from_yaml(path)
-    assert (path.parents[2] / "envs" / f"{cfg.family}.yaml").is_file(), cfg.family
+    assert (ENVS_DIR / f"{cfg.family}.yaml").is_file(), cfg.family

@@ -138,7 +138,7 @@ class SceneWorld:
         self._rgba = np.zeros((0, 4))
         self._shown = np.zeros(0, bool)
 
-    # ---- pools ----------------------------------------------------------------
+    # ---- shapes and bodies ----------------------------------------------------------------
     def _shape(self, key: _Key) -> tuple[int, int]:
         if key not in self._shapes:
             c = self.client
