@@ -40,10 +40,15 @@ SPIN_RATE = 1.2  # rad/s, the expert's search turn
 SIGHTING_FRAMES = (1, 2, 4, 8)
 
 
-def target_pixels(frames: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """(T,) count of pixels within 60 (of 255, per channel) of the target's colour."""
+def near_colour(frames: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """bool (..., H, W): pixels within 60 (of 255, per channel) of colour `rgb` in [0, 1]."""
     ref = (np.asarray(rgb, float) * 255.0).astype(np.int16)
-    return (np.abs(frames.astype(np.int16) - ref).max(axis=-1) < 60).sum(axis=(1, 2))
+    return np.abs(frames.astype(np.int16) - ref).max(axis=-1) < 60
+
+
+def target_pixels(frames: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """(T,) count of pixels near the target's colour `rgb` in [0, 1]."""
+    return near_colour(frames, rgb).sum(axis=(1, 2))
 
 
 def spin_frames(scene: int, steps: int = 150) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +59,8 @@ def spin_frames(scene: int, steps: int = 150) -> tuple[np.ndarray, np.ndarray]:
         episode = run_episode(env, scene, expert_for_env(env))
         colour_rgb = np.asarray(env.unwrapped.scene.target_rgba[:3])
         counts = target_pixels(episode.frames, colour_rgb)
-        near = episode.frames[int(np.argmax(counts))]
-        close = np.abs(near.astype(np.int16) - (colour_rgb * 255).astype(np.int16)).max(-1) < 60
-        rendered = near[close].mean(axis=0).astype(np.uint8)
+        nearest = episode.frames[int(np.argmax(counts))]
+        rendered = nearest[near_colour(nearest, colour_rgb)].mean(axis=0).astype(np.uint8)
         obs, _ = env.reset(seed=scene)
         scale = env.unwrapped.limits.scale()
         action = np.array([0.0, 0.0, 0.0, SPIN_RATE / scale[3]], np.float32)
@@ -90,6 +94,10 @@ def main() -> None:
     parser.add_argument("--scene", type=int, default=3, help="forest/val scene (default 3)")
     parser.add_argument("--blob", type=int, default=2, help="sighting blob size in pixels (default 2)")
     args = parser.parse_args()
+    if args.scene < 0:
+        parser.error(f"--scene {args.scene}: expected a scene index >= 0")
+    if not 1 <= args.blob <= 16:
+        parser.error(f"--blob {args.blob}: expected a size of 1 to 16 pixels")
     torch.set_num_threads(1)
     frames, colour = spin_frames(args.scene)
     hidden = np.nonzero(target_pixels(frames, colour / 255.0) == 0)[0]
@@ -126,7 +134,7 @@ def main() -> None:
             forward_after[n] = float(change[:, 0].max())
             print(f"  target seen {n} frame(s): forward +{change[:, 0].max():.2f}, yaw rate "
                   f"{change[:, 3].min():+.2f} of their limits (largest change within 1 s); "
-                  f"forward still +{change[-1, 0]:.2f} after 1 s")
+                  f"forward still {change[-1, 0]:+.2f} after 1 s")
         summary[str(path)] = {"slowest_tau_s": round(slowest, 3), "median_tau_s": round(median, 3),
                               "forward_after_4_frames": round(forward_after[4], 3)}
     print(json.dumps(summary))
