@@ -32,11 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lnn_nav.expert import ExpertConfig
+from lnn_nav.models.heads import DEFAULT_DT_S
 from lnn_nav.models.policy import NavPolicy
 from lnn_nav.rollout import expert_for_env, make_env, run_episode
 
-DT = 1.0 / 30.0
-SPIN_RATE = 1.2  # rad/s, the expert's search turn
+DT = DEFAULT_DT_S
+SPIN_RATE = ExpertConfig().search_yaw_rate  # rad/s, the turn of the expert's search
 SIGHTING_FRAMES = (1, 2, 4, 8)
 
 
