@@ -36,6 +36,7 @@ import torch
 from lnn_nav.atomic import atomic_write, atomic_write_json
 from lnn_nav.augment import AugmentConfig, augment_window
 from lnn_nav.data import Episode
+from lnn_nav.models.heads import LTCTrainability
 
 
 CONV_PRECISIONS = ("auto", "float32", "bfloat16")
@@ -516,6 +517,9 @@ class TrainConfig:
     """The behaviour-cloning phase."""
     dagger: DaggerConfig = field(default_factory=DaggerConfig)
     """The DAgger rounds that follow."""
+    ltc: LTCTrainability = field(default_factory=LTCTrainability)
+    """Initialisation and per-group learning rates of the LTC head (ltc only); a
+    YAML mapping overrides single fields, e.g. `ltc: {potential_scale: 15}`."""
 
     def __post_init__(self) -> None:
         from lnn_nav.models.heads import HEAD_KINDS
@@ -532,10 +536,17 @@ class TrainConfig:
             object.__setattr__(self, "bc", BCConfig.from_dict(self.bc))
         if isinstance(self.dagger, dict):
             object.__setattr__(self, "dagger", DaggerConfig(**self.dagger))
+        if isinstance(self.ltc, dict):
+            object.__setattr__(self, "ltc", LTCTrainability.from_dict(self.ltc))
+        if not isinstance(self.ltc, LTCTrainability):
+            raise ValueError(f"TrainConfig.ltc={self.ltc!r}: expected a mapping of LTCTrainability fields")
+        if self.head != "ltc" and self.ltc != LTCTrainability():
+            raise ValueError(f"TrainConfig.ltc is set but head={self.head!r}: it applies to the ltc head only")
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["bc"] = self.bc.to_dict()
+        d["ltc"] = self.ltc.to_dict()
         return d
 
     @classmethod
@@ -567,11 +578,21 @@ class TrainConfig:
         return cls.from_dict(d, source=str(path))
 
 
-def make_policy(head: str, seed: int):
-    """A fresh policy: the default LTC-NCP, or a baseline head at the same budget."""
+def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None):
+    """A fresh policy: the default LTC-NCP (with `ltc` as its head's initialisation,
+    None for the defaults), or a baseline head at the same budget."""
+    from dataclasses import replace
+
     from lnn_nav.models.policy import NavPolicy, baseline_policy_config, default_policy_config
 
-    cfg = default_policy_config(seed) if head == "ltc" else baseline_policy_config(head, seed)
+    if head == "ltc":
+        cfg = default_policy_config(seed)
+        if ltc is not None:
+            cfg = replace(cfg, head=replace(cfg.head, ltc=ltc))
+    elif ltc is not None:
+        raise ValueError(f"ltc initialisation given for head={head!r}: it applies to the ltc head only")
+    else:
+        cfg = baseline_policy_config(head, seed)
     torch.manual_seed(seed)
     return NavPolicy(cfg)
 
@@ -624,7 +645,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
     # no run behind that would need --resume
     atomic_write_json(cfg_path, cfg.to_dict())
 
-    policy = make_policy(cfg.head, cfg.seed)
+    policy = make_policy(cfg.head, cfg.seed, cfg.ltc if cfg.head == "ltc" else None)
     train_eps = load_dataset([demo])
     val_eps = load_dataset([val])
     phases = [("bc", cfg.bc)] + [

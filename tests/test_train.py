@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lnn_nav.data import Episode
+from lnn_nav.models.heads import LTCTrainability
 from lnn_nav.train import (
     BCConfig,
     DaggerConfig,
@@ -98,6 +99,28 @@ def test_bfloat16_convolutions_train_and_leave_a_float32_policy(tmp_path):
 def test_config_round_trip():
     cfg = TrainConfig(head="gru", seed=3, bc=BCConfig(steps=7))
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    ltc = TrainConfig(ltc={"potential_scale": 15.0, "gain_range": [0.15, 0.25]})
+    assert TrainConfig.from_dict(ltc.to_dict()) == ltc
+
+
+def test_ltc_initialisation_is_configurable_and_reaches_the_policy(tmp_path):
+    cfg_path = tmp_path / "ltc.yaml"
+    cfg_path.write_text("ltc: {potential_scale: 15.0, output_gain: 1.0}\n")
+    cfg = TrainConfig.from_yaml(cfg_path)
+    assert cfg.ltc.potential_scale == 15.0 and cfg.ltc.tau_range_s == LTCTrainability().tau_range_s
+    policy = make_policy("ltc", 0, cfg.ltc)
+    assert policy.config.head.ltc == cfg.ltc
+    assert policy.head.trainability == cfg.ltc
+    # another initialisation gives other weights from the same seed
+    default = make_policy("ltc", 0)
+    assert not torch.equal(policy.head.ltc.erev, default.head.ltc.erev)
+    cfg_path.write_text("ltc: {potential_scal: 15.0}\n")
+    with pytest.raises(ValueError, match="potential_scal"):
+        TrainConfig.from_yaml(cfg_path)
+    with pytest.raises(ValueError, match="head='gru'"):
+        TrainConfig(head="gru", ltc={"potential_scale": 15.0})
+    with pytest.raises(ValueError, match="head='lstm'"):
+        make_policy("lstm", 0, LTCTrainability())
 
 
 def test_sampler_windows_carry_loss_only_on_real_steps():
