@@ -92,6 +92,11 @@ class BCConfig:
     episodes) left that 30% unchanged, cost the other commands accuracy, and
     flew worse (81.0% against 87.0% on 200 forest/unseen scenes). Validation
     stays the plain mean, so validation losses compare across weightings."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the weights, updated after every
+    optimiser step (0 = off). When on, the phase ends with the averaged weights
+    (they are what is validated at the end, saved, flown in the next DAgger round
+    and trained on in the next phase); the checkpoint keeps both."""
     conv_precision: str = "auto"
     """Precision of the encoder's convolutions in training steps: "float32",
     "bfloat16" (CPU autocast; the weights, keypoints, normalisation, head and
@@ -112,6 +117,8 @@ class BCConfig:
             raise ValueError(f"BCConfig.lr={self.lr!r}: expected None or a finite value > 0")
         if not 0 < self.lr_min_fraction <= 1:
             raise ValueError(f"BCConfig.lr_min_fraction={self.lr_min_fraction}: expected (0, 1]")
+        if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"BCConfig.ema_decay={self.ema_decay!r}: expected a value in [0, 1)")
         if not self.grad_clip > 0:
             raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
         w = self.command_weights
@@ -258,6 +265,32 @@ def lr_at(step: int, cfg: BCConfig) -> float:
     return cfg.lr_min_fraction + (1 - cfg.lr_min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class WeightAverage:
+    """Exponential moving average of a module's floating-point state, with the usual
+    warm-up (the decay of update n is min(decay, (1 + n) / (10 + n))), so the first
+    updates do not drag the average back toward the initial weights."""
+
+    def __init__(self, module: torch.nn.Module, decay: float, updates: int = 0,
+                 average: dict[str, torch.Tensor] | None = None):
+        self.decay, self.updates = decay, updates
+        current = module.state_dict()
+        self.average = ({k: v.detach().clone() for k, v in current.items()} if average is None
+                        else {k: v.clone() for k, v in average.items()})
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in module.state_dict().items():
+            if v.is_floating_point():
+                self.average[k].lerp_(v.detach(), 1.0 - d)
+            else:
+                self.average[k].copy_(v)
+        self.updates += 1
+
+    def state(self) -> dict[str, object]:
+        return {"updates": self.updates, "average": self.average}
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -354,12 +387,18 @@ def train_bc(
 
     gen_state = None
     start = 0
+    ema_state = None
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
         policy.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         gen_state = ck["torch_rng"]
         start = ck["step"]
+        ema_state = ck.get("ema")
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = (WeightAverage(policy, cfg.ema_decay) if ema_state is None else
+               WeightAverage(policy, cfg.ema_decay, ema_state["updates"], ema_state["average"]))
     if gen_state is not None:
         torch.set_rng_state(gen_state)
     log = MetricsLog(run_dir, phase if resume else None, start)
@@ -398,6 +437,8 @@ def train_bc(
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
             optimizer.step()
+            if ema is not None:
+                ema.update(policy)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"{phase} step {step}: loss became {loss_value}")
@@ -418,11 +459,14 @@ def train_bc(
                 _save_checkpoint(ckpt_path, {
                     "step": done, "model": policy.state_dict(), "optimizer": optimizer.state_dict(),
                     "torch_rng": torch.get_rng_state(),
+                    **({"ema": ema.state()} if ema is not None else {}),
                 })
     finally:
         prefetch.shutdown(wait=True, cancel_futures=True)
         policy.encoder.conv_autocast = None
-    if start >= cfg.steps:
+    if ema is not None:
+        policy.load_state_dict(ema.average)
+    if start >= cfg.steps or ema is not None:
         val_loss = validate()
     precision = "float32" if train_conv_dtype is None else "bfloat16"
     return {"loss": loss_value, "val_loss": val_loss, "conv_precision": precision}
@@ -676,7 +720,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
         ck = out / f"checkpoint_{phase}.pt"
         if i > 0 and not ck.exists():
             prev = torch.load(out / f"checkpoint_{phases[i - 1][0]}.pt", weights_only=False)
-            policy.load_state_dict(prev["model"])
+            # a phase with a weight average ended with (and saved, and flew) the average
+            policy.load_state_dict(prev["ema"]["average"] if "ema" in prev else prev["model"])
         result = train_bc(policy, train_eps, val_eps, bc_cfg, out, phase,
                           seed=cfg.seed + 7919 * i, base_lr=DEFAULT_LR[cfg.head], resume=True,
                           progress=progress, on_policy_episodes=rollout_eps,

@@ -19,6 +19,7 @@ from lnn_nav.train import (
     DaggerConfig,
     MixedSampler,
     TrainConfig,
+    WeightAverage,
     WindowSampler,
     check_resumable,
     conv_autocast_dtype,
@@ -250,6 +251,36 @@ def test_command_weights_scale_each_command_and_keep_the_mean():
         BCConfig(command_weights=[1, 2])
 
 
+def test_weight_average_follows_its_recurrence():
+    lin = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    avg = WeightAverage(lin, decay=0.5)
+    expected = 0.0
+    for n, w in enumerate([1.0, 2.0, 4.0, 8.0]):
+        with torch.no_grad():
+            lin.weight.fill_(w)
+        avg.update(lin)
+        d = min(0.5, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * w
+        assert float(avg.average["weight"]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="ema_decay=1.0"):
+        BCConfig(ema_decay=1.0)
+
+
+def test_phase_with_weight_average_ends_with_the_average(tmp_path):
+    policy = make_policy("ltc", 0)
+    eps = synthetic_episodes()
+    cfg = BCConfig(**TINY, ema_decay=0.9)
+    train_bc(policy, eps, eps[:1], cfg, tmp_path, "bc", seed=0, base_lr=3e-3, progress=False)
+    ck = torch.load(tmp_path / "checkpoint_bc.pt", weights_only=False)
+    assert ck["ema"]["updates"] == TINY["steps"]
+    final = policy.state_dict()
+    for k, v in ck["ema"]["average"].items():
+        torch.testing.assert_close(final[k], v, rtol=0, atol=0)
+    assert any(not torch.equal(ck["model"][k], v) for k, v in ck["ema"]["average"].items())
+
+
 def test_schedule_warms_up_then_decays():
     cfg = BCConfig(**TINY)
     lrs = [lr_at(s, cfg) for s in range(cfg.steps)]
@@ -265,26 +296,27 @@ from lnn_nav.train import BCConfig, train_bc, make_policy
 torch.set_num_threads(1)
 policy = make_policy("ltc", 0)
 eps = synthetic_episodes()
-train_bc(policy, eps, eps[:1], BCConfig(**TINY), {run!r}, "bc", seed=5, base_lr=3e-3,
+train_bc(policy, eps, eps[:1], BCConfig(**TINY, **{extra!r}), {run!r}, "bc", seed=5, base_lr=3e-3,
          resume=True, progress=False)
 torch.save(policy.state_dict(), {run!r} + "/final.pt")
 """
 
 
-def _run_child(run_dir: Path) -> subprocess.Popen:
-    code = _CHILD.format(tests=str(Path(__file__).parent), run=str(run_dir))
+def _run_child(run_dir: Path, extra: dict) -> subprocess.Popen:
+    code = _CHILD.format(tests=str(Path(__file__).parent), run=str(run_dir), extra=extra)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9}], ids=["plain", "weight-average"])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, extra):
     straight = tmp_path / "straight"
-    p = _run_child(straight)
+    p = _run_child(straight, extra)
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
 
     killed = tmp_path / "killed"
-    p = _run_child(killed)
+    p = _run_child(killed, extra)
     ckpt = killed / "checkpoint_bc.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and p.poll() is None:
@@ -296,7 +328,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     print("killed at step", step_at_kill)
     assert not (killed / "final.pt").exists() or step_at_kill == TINY["steps"]
 
-    p = _run_child(killed)
+    p = _run_child(killed, extra)
     assert p.wait(timeout=300) == 0, p.stderr.read().decode()
     a = torch.load(straight / "final.pt")
     b = torch.load(killed / "final.pt")
