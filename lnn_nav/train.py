@@ -38,7 +38,6 @@ from lnn_nav.augment import AugmentConfig, augment_window
 from lnn_nav.data import Episode
 from lnn_nav.models.heads import LTCTrainability
 
-
 CONV_PRECISIONS = ("auto", "float32", "bfloat16")
 
 

@@ -1,11 +1,16 @@
-"""Trainability benchmark: every head on the toy memory task (irregular dt), same budget,
-same number of Adam steps, several seeds. Prints a table, the LTC/GRU ratio per seed and
-one JSON line.
+"""Trainability benchmark: every head on a toy task (irregular dt), same budget, same
+number of Adam steps, several seeds. Prints a table, the LTC/GRU ratio per seed and one
+JSON line.
 
     .venv/bin/python scripts/toy_memory.py                       # ltc, cfc, lstm, gru, mlp; 5 seeds
     .venv/bin/python scripts/toy_memory.py --kinds ltc gru --steps 300
     .venv/bin/python scripts/toy_memory.py --kinds ltc gru --lr-grid 3e-3 1e-2 3e-2
                                                                  # each kind at its best base lr
+    .venv/bin/python scripts/toy_memory.py --task sighting --kinds ltc gru --ltc-init default
+
+--task memory (leaky integrals, `MemoryTaskConfig`) or sighting (latch a 1-4 frame
+sighting for 0.5-3 s, `SightingTaskConfig`); --ltc-init toy (`TOY_LTC`, the default) or
+default (`LTCTrainability()`, what the flying policies use).
 
 Target (issue 2, section 4): LTC validation loss within 1.5x of the GRU's in 5 of 5 seeds.
 """
@@ -19,8 +24,14 @@ import time
 import numpy as np
 import torch
 
-from lnn_nav.models.heads import HEAD_KINDS, ltc_dense_count
-from lnn_nav.models.toy_tasks import DEFAULT_LR, MemoryTaskConfig, compare_heads
+from lnn_nav.models.heads import HEAD_KINDS, LTCTrainability, ltc_dense_count
+from lnn_nav.models.toy_tasks import (
+    DEFAULT_LR,
+    TOY_LTC,
+    MemoryTaskConfig,
+    SightingTaskConfig,
+    compare_heads,
+)
 
 
 def main() -> None:
@@ -34,9 +45,18 @@ def main() -> None:
                         "with the lowest median validation loss (default: DEFAULT_LR only)")
     p.add_argument("--sources", nargs=4, default=None,
                    help='what the 4 targets low-pass, e.g. u0 u1 u2 "u0*u1" (default: u0 u1 u2 u3)')
+    p.add_argument("--task", choices=("memory", "sighting"), default="memory")
+    p.add_argument("--ltc-init", choices=("toy", "default"), default="toy",
+                   help="LTC initialisation: TOY_LTC or LTCTrainability() (default: toy)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    task = MemoryTaskConfig() if args.sources is None else MemoryTaskConfig(sources=tuple(args.sources))
+    if args.task == "sighting":
+        if args.sources is not None:
+            p.error("--sources applies to --task memory only")
+        task = SightingTaskConfig()
+    else:
+        task = MemoryTaskConfig() if args.sources is None else MemoryTaskConfig(sources=tuple(args.sources))
+    ltc_init = TOY_LTC if args.ltc_init == "toy" else LTCTrainability()
     budget = ltc_dense_count(task.input_size, 34, task.output_size)
     seeds = tuple(range(args.seeds))
     kinds = tuple(args.kinds)
@@ -45,12 +65,12 @@ def main() -> None:
     by_lr: dict[str, dict[float, list[float]]] = {k: {} for k in kinds}
     for lr in grid:
         lrs = None if lr is None else {k: lr for k in kinds}
-        res = compare_heads(kinds, seeds, task, args.steps, budget, lrs)
+        res = compare_heads(kinds, seeds, task, args.steps, budget, lrs, ltc=ltc_init)
         for k in kinds:
             by_lr[k][DEFAULT_LR[k] if lr is None else lr] = res[k]
     best_lr = {k: min(by_lr[k], key=lambda lr, k=k: float(np.median(by_lr[k][lr]))) for k in kinds}
     results = {k: by_lr[k][best_lr[k]] for k in kinds}
-    print(f"toy memory task {task.to_dict()}")
+    print(f"toy {args.task} task {task.to_dict()}, LTC init {args.ltc_init}")
     print(f"budget {budget} parameters, {args.steps} steps, seeds {list(seeds)}")
     for kind in kinds:
         for lr, losses in sorted(by_lr[kind].items()):

@@ -14,6 +14,7 @@ from lnn_nav.models.toy_tasks import (
     DEFAULT_LR,
     TOY_LTC,
     MemoryTaskConfig,
+    SightingTaskConfig,
     TrainConfig,
     compare_heads,
     make_memory_batch,
@@ -109,3 +110,51 @@ def test_product_sources_and_bad_sources():
         MemoryTaskConfig(sources=("u0", "u1", "u2", "u9"))
     with pytest.raises(ValueError, match="'x1'"):
         MemoryTaskConfig(sources=("u0", "u1", "u2", "x1"))
+
+
+SIGHT = SightingTaskConfig()
+
+
+def test_sighting_targets_hold_the_last_side_for_each_hold_time():
+    """Re-derive every target from the inputs: a sighting is a frame where channel 0 or
+    1 rose by the pulse amplitude; target k holds its side until hold_s[k] seconds after
+    the sighting's last frame."""
+    cfg = replace(SIGHT, input_size=3, pulse_amplitude=1000.0, sightings_per_s=2.0)
+    batch = cfg.make_batch(6, np.random.default_rng(2))
+    x, dt, y = batch.x.numpy(), batch.dt.numpy().astype(np.float64), batch.y.numpy()
+    for b in range(x.shape[0]):
+        side, since = 0, np.inf
+        for t in range(cfg.steps):
+            on0, on1 = x[b, t, 0] > 500, x[b, t, 1] > 500
+            assert not (on0 and on1)
+            if on0 or on1:
+                side, since = (1 if on0 else -1), 0.0
+            else:
+                since += dt[b, t]
+            for k, hold in enumerate(cfg.hold_s):
+                want = side if since <= hold else 0
+                assert np.sign(y[b, t, k]) == want, (b, t, k)
+    assert (np.abs(y) > 0).any(axis=(0, 1)).all()  # every target is non-zero somewhere
+
+
+def test_sighting_task_is_seeded_checked_and_round_trips():
+    a = SIGHT.make_batch(3, np.random.default_rng(5))
+    b = SIGHT.make_batch(3, np.random.default_rng(5))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert SightingTaskConfig.from_dict(SIGHT.to_dict()) == SIGHT
+    with pytest.raises(ValueError, match="hold_s"):
+        SightingTaskConfig(hold_s=(1.0, 2.0))
+    with pytest.raises(ValueError, match="unknown SightingTaskConfig keys"):
+        SightingTaskConfig.from_dict({"holds": [1, 2, 3, 4]})
+    # targets are scaled to about unit mean square: predicting zero costs about 1
+    big = SIGHT.make_batch(256, np.random.default_rng(0))
+    ms = (big.y ** 2).mean(dim=(0, 1))
+    assert ((ms > 0.6) & (ms < 1.2)).all(), ms
+
+
+@pytest.mark.slow
+def test_sighting_task_needs_memory():
+    """A memoryless head cannot hold a sighting; a GRU learns to."""
+    losses = compare_heads(("mlp", "gru"), seeds=(0,), task=SIGHT, steps=150)
+    assert losses["mlp"][0] > 0.7
+    assert losses["gru"][0] < 0.8 * losses["mlp"][0], losses

@@ -83,6 +83,10 @@ class MemoryTaskConfig:
                 )
         object.__setattr__(self, "sources", srcs)
 
+    def make_batch(self, batch: int, rng: np.random.Generator) -> MemoryBatch:
+        """`batch` sequences of this task (`make_memory_batch`)."""
+        return make_memory_batch(self, batch, rng)
+
     def source_channels(self) -> tuple[tuple[int, ...], ...]:
         """Input channels multiplied together for each target."""
         return tuple(tuple(int(p[1:]) for p in src.split("*")) for src in self.sources)
@@ -145,6 +149,109 @@ def make_memory_batch(config: MemoryTaskConfig, batch: int, rng: np.random.Gener
 
 
 @dataclass(frozen=True)
+class SightingTaskConfig:
+    """The toy sighting task ("latch a brief sighting"): what a search needs.
+
+    Channels 0 and 1 carry unit noise and, now and then, a brief sighting: for
+    1-4 frames one of them (left or right) rises by `pulse_amplitude`. The other
+    channels are distractors. Target k is +1 if the last sighting was on channel
+    0 and ended at most `hold_s[k]` seconds ago, -1 if it was on channel 1, and
+    0 otherwise; each is scaled to about unit mean square, so a loss near 1 is
+    what predicting zero costs. A head must switch on a few frames and then hold for
+    up to seconds: the flying LTC-NCP answers a 4-frame sighting weakly and
+    forgets it within a second (README, "where the LTC-NCP loses to the GRU").
+    """
+
+    input_size: int = 8
+    """input channels: 0 and 1 sightings, the rest distractors (at least 2)."""
+    steps: int = 120
+    """T, samples per sequence (4 s at 30 Hz)."""
+    dt_nominal_s: float = 1.0 / 30.0
+    """s, the nominal sample period."""
+    dt_ratio: float = 1.5
+    """dt is log-uniform in [dt_nominal / ratio, dt_nominal * ratio]."""
+    sightings_per_s: float = 0.4
+    """rate of sightings (a Bernoulli draw per frame)."""
+    pulse_amplitude: float = 2.5
+    """rise of the sighting channel during a sighting, in noise std."""
+    hold_s: tuple[float, float, float, float] = (0.5, 1.0, 2.0, 3.0)
+    """s, how long each target holds the last sighting's side."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_size, int) or self.input_size < 2:
+            raise ValueError(f"input_size={self.input_size!r}: expected an integer >= 2")
+        if not isinstance(self.steps, int) or self.steps < 2:
+            raise ValueError(f"steps={self.steps!r}: expected an integer >= 2")
+        for name in ("dt_nominal_s", "sightings_per_s", "pulse_amplitude"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v!r}: expected a finite number > 0")
+        if not (math.isfinite(self.dt_ratio) and self.dt_ratio >= 1):
+            raise ValueError(f"dt_ratio={self.dt_ratio!r}: expected a finite number >= 1")
+        holds = tuple(float(h) for h in self.hold_s)
+        if len(holds) != 4 or not all(math.isfinite(h) and h > 0 for h in holds):
+            raise ValueError(f"hold_s={self.hold_s!r}: expected 4 finite seconds > 0")
+        object.__setattr__(self, "hold_s", holds)
+
+    @property
+    def output_size(self) -> int:
+        return 4
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hold_s"] = list(self.hold_s)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SightingTaskConfig:
+        unknown = set(d) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown SightingTaskConfig keys {sorted(unknown)}")
+        d = dict(d)
+        if "hold_s" in d:
+            d["hold_s"] = tuple(d["hold_s"])
+        return cls(**d)
+
+    def make_batch(self, batch: int, rng: np.random.Generator) -> MemoryBatch:
+        """`batch` sequences drawn from `rng`."""
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch={batch!r}: expected an integer >= 1")
+        t_steps = self.steps
+        x = rng.standard_normal((batch, t_steps, self.input_size))
+        log_r = math.log(self.dt_ratio)
+        dt = self.dt_nominal_s * np.exp(rng.uniform(-log_r, log_r, size=(batch, t_steps)))
+        start = rng.random((batch, t_steps)) < self.sightings_per_s * self.dt_nominal_s
+        side = rng.integers(0, 2, (batch, t_steps))
+        length = rng.integers(1, 5, (batch, t_steps))
+        holds = np.asarray(self.hold_s)
+        y = np.zeros((batch, t_steps, 4))
+        for b in range(batch):
+            last_side, since, left = 0, math.inf, 0  # side of the last sighting; s since it ended
+            for t in range(t_steps):
+                if start[b, t] and left == 0:
+                    last_side, left = (1 if side[b, t] == 0 else -1), int(length[b, t])
+                if left > 0:
+                    x[b, t, 0 if last_side > 0 else 1] += self.pulse_amplitude
+                    left -= 1
+                    since = 0.0
+                else:
+                    since += dt[b, t]
+                y[b, t] = np.where(since <= holds, last_side, 0)
+        y *= self._target_scale()
+        return MemoryBatch(torch.from_numpy(x.astype(np.float32)), torch.from_numpy(dt.astype(np.float32)),
+                           torch.from_numpy(y.astype(np.float32)))
+
+    def _target_scale(self) -> np.ndarray:
+        """(4,) 1 / rms of each unscaled target, from the expected fraction of time
+        a target is non-zero (its value is +-1 while non-zero)."""
+        # fraction of frames within hold_s of the end of a sighting, for a Poisson
+        # stream of rate r: 1 - exp(-r * (hold + mean sighting length))
+        r = self.sightings_per_s
+        busy = 1.0 - np.exp(-r * (np.asarray(self.hold_s) + 2.5 * self.dt_nominal_s))
+        return 1.0 / np.sqrt(busy)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Knobs of `train_head`."""
 
@@ -194,21 +301,21 @@ VAL_SEED_OFFSET = 1_000_003
 
 
 def train_head(
-    head: nn.Module, task: MemoryTaskConfig, config: TrainConfig = TrainConfig()
+    head: nn.Module, task: MemoryTaskConfig | SightingTaskConfig, config: TrainConfig = TrainConfig()
 ) -> TrainResult:
-    """Fit `head` to the memory task with Adam and return its validation loss.
+    """Fit `head` to a toy task with Adam and return its validation loss.
 
     Uses `head.param_groups(lr)` where the head defines it (per-group rates),
     and clips the global gradient norm.
     """
     rng = np.random.default_rng(config.seed)
-    val = make_memory_batch(task, config.val_batch, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
+    val = task.make_batch(config.val_batch, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
     groups = head.param_groups(config.lr) if hasattr(head, "param_groups") else head.parameters()
     opt = torch.optim.Adam(groups, lr=config.lr)
     losses = []
     head.train()
     for _ in range(config.steps):
-        data = make_memory_batch(task, config.batch, rng)
+        data = task.make_batch(config.batch, rng)
         pred, _ = head(data.x, None, data.dt)
         loss = torch.mean((pred - data.y) ** 2)
         opt.zero_grad(set_to_none=True)
@@ -247,21 +354,22 @@ defaults 1.7-2.8x."""
 def compare_heads(
     kinds: tuple[str, ...],
     seeds: tuple[int, ...],
-    task: MemoryTaskConfig = MemoryTaskConfig(),
+    task: MemoryTaskConfig | SightingTaskConfig = MemoryTaskConfig(),
     steps: int = 300,
     budget: int | None = None,
     lrs: dict[str, float] | None = None,
+    ltc: Any = None,
 ) -> dict[str, list[float]]:
     """Validation loss of each head kind, one entry per seed, every head sized to `budget`
     (default: the 34-neuron LTC's dense count on these inputs) and trained for `steps`;
-    the LTC head initialised with `TOY_LTC`."""
+    the LTC head initialised with `ltc` (an LTCTrainability; None: `TOY_LTC`)."""
     from lnn_nav.models.heads import make_head, size_head
 
     lrs = {**DEFAULT_LR, **(lrs or {})}
     out: dict[str, list[float]] = {k: [] for k in kinds}
     for seed in seeds:
         for kind in kinds:
-            extra = {"ltc": TOY_LTC} if kind == "ltc" else {}
+            extra = {"ltc": TOY_LTC if ltc is None else ltc} if kind == "ltc" else {}
             head = make_head(size_head(kind, task.input_size, task.output_size, budget, seed, **extra))
             torch.manual_seed(seed)  # nothing should draw from it; pinned for reproducibility anyway
             result = train_head(head, task, TrainConfig(steps=steps, lr=lrs[kind], seed=seed))
