@@ -173,6 +173,33 @@ def test_ltc_centring_is_an_exact_change_of_variables():
         LTCTrainability(centre_state=1)
 
 
+def test_ltc_sensory_switches_start_closed_and_relays_half_open():
+    """sensory_offset moves the chosen share of sensory sigmoids above the input's
+    range (steep, nearly closed on ordinary input, open on an excursion); the rest
+    stay centred; with no offset the head is the default one, draw for draw."""
+    trait = LTCTrainability(sensory_offset=2.0, sensory_gain_range=(2.0, 4.0), sensory_offset_fraction=0.5)
+    cfg = HeadConfig(kind="ltc", input_size=8, units=34, seed=2, ltc=trait)
+    ltc = make_head(cfg).ltc
+    switch = ltc.sensory_mu > 1.0
+    assert 0.3 < float(switch.float().mean()) < 0.7
+    x = torch.randn(4096, 8, generator=torch.Generator().manual_seed(0))
+    u = (x * ltc.input_w + ltc.input_b)[:, ltc.sensory_src].detach()
+    opening = torch.sigmoid(ltc.sensory_sigma * (u - ltc.sensory_mu)).detach()
+    assert float(opening[:, switch].mean()) < 0.1
+    assert 0.3 < float(opening[:, ~switch].mean()) < 0.7
+    assert float(ltc.sensory_sigma[switch].min()) >= 2.0 > float(ltc.sensory_sigma[~switch].max())
+    # a 3-std excursion opens a switch
+    assert float(torch.sigmoid(ltc.sensory_sigma * (3.0 - ltc.sensory_mu))[switch].mean()) > 0.6
+    assert LTCTrainability.from_dict(trait.to_dict()) == trait
+    plain = make_head(HeadConfig(kind="ltc", input_size=8, units=34, seed=2))
+    unmoved = make_head(HeadConfig(kind="ltc", input_size=8, units=34, seed=2,
+                                   ltc=LTCTrainability(sensory_offset_fraction=0.5)))
+    for (name, a), b in zip(plain.state_dict().items(), unmoved.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="sensory_offset_fraction=1.5"):
+        LTCTrainability(sensory_offset_fraction=1.5)
+
+
 def test_ltc_calibration_keeps_signal_alive_through_layers():
     """ncps's init at 30 Hz leaves motor neurons nearly deaf to the input; the head's does not."""
     from lnn_nav.models.ltc import LTC

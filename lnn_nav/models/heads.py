@@ -181,6 +181,21 @@ class LTCTrainability:
     """if > 0, leak conductance := leak_ratio * typical synaptic conductance of each neuron."""
     centre_jitter: float = 0.5
     """sigmoid centres start at the presynaptic mean + U(-j/2, j/2) std."""
+    sensory_offset: float = 0.0
+    """sensory sigmoid centres move this many input std above the centre. 0: every
+    synapse starts half open, so a neuron's total conductance, and with it its time
+    constant, hardly depends on its input. Above 0 the sensory synapses start nearly
+    closed and open on their input's excursions (a sighting): an inter neuron then
+    moves fast while driven and holds its potential when not (the time constant of
+    `tau_range_s` is set on the now small mean conductance)."""
+    sensory_offset_fraction: float = 1.0
+    """share of the sensory synapses (drawn at random) that `sensory_offset` moves; the
+    others stay centred and pass continuous features on."""
+    recurrent_offset: float = 0.0
+    """the same for the synapses between neurons, in presynaptic std."""
+    sensory_gain_range: tuple[float, float] | None = None
+    """slope range (per input std) of the sensory sigmoids that `sensory_offset` moves;
+    None: `gain_range`. The centred ones keep `gain_range`."""
     output_gain: float = 0.3
     """outputs start with this std on standardised inputs (0 would block gradients). 1, the
     scale of standardised targets, so the motor readout need not first grow threefold
@@ -209,15 +224,20 @@ class LTCTrainability:
     0.028; cm x10/x20/x40 all ~0.014-0.019; mu x0.3 0.013 (5 seeds, = default)."""
 
     def __post_init__(self) -> None:
-        for name in ("tau_range_s", "tau_motor_s", "gain_range"):
+        for name in ("tau_range_s", "tau_motor_s", "gain_range", "sensory_gain_range"):
+            if name == "sensory_gain_range" and self.sensory_gain_range is None:
+                continue
             lo_hi = tuple(float(v) for v in getattr(self, name))
             if len(lo_hi) != 2 or not (0 < lo_hi[0] <= lo_hi[1] < math.inf):
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected (low, high) with 0 < low <= high")
             object.__setattr__(self, name, lo_hi)
-        for name in ("potential_scale", "leak_ratio", "centre_jitter", "output_gain", "calibration_dt_s"):
+        for name in ("potential_scale", "leak_ratio", "centre_jitter", "sensory_offset", "recurrent_offset",
+                     "output_gain", "calibration_dt_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}={v!r}: expected a finite number >= 0")
+        if not 0.0 <= self.sensory_offset_fraction <= 1.0:
+            raise ValueError(f"sensory_offset_fraction={self.sensory_offset_fraction!r}: expected [0, 1]")
         if not isinstance(self.centre_state, bool):
             raise ValueError(f"centre_state={self.centre_state!r}: expected True or False")
         for name in ("potential_scale", "output_gain", "calibration_dt_s"):
@@ -234,6 +254,8 @@ class LTCTrainability:
         d["tau_range_s"] = list(self.tau_range_s)
         d["tau_motor_s"] = list(self.tau_motor_s)
         d["gain_range"] = list(self.gain_range)
+        if self.sensory_gain_range is not None:
+            d["sensory_gain_range"] = list(self.sensory_gain_range)
         d["lr_scale"] = [list(p) for p in self.lr_scale]
         return d
 
@@ -408,15 +430,22 @@ class LTCHead(nn.Module):
         tau_motor = torch.exp(uniform(n, log_lo, log_hi))
         tau = torch.where(ltc.neuron_type == 2, tau_motor, tau)
         gain = uniform(n_e, *cfg.gain_range)
-        jitter = uniform(n_e, -0.5, 0.5) * cfg.centre_jitter
+        jitter = uniform(n_e, -0.5, 0.5) * cfg.centre_jitter + cfg.recurrent_offset
         layers = [ltc.neuron_type == i for i in range(3)]  # inter, command, motor
         src = ltc.src
         with torch.no_grad():
             ltc.erev.mul_(cfg.potential_scale)
             ltc.sensory_erev.mul_(cfg.potential_scale)
             ltc.vleak.mul_(cfg.potential_scale)
-            ltc.sensory_mu.copy_(uniform(n_s, -0.3, 0.3))
-            ltc.sensory_sigma.copy_(uniform(n_s, *cfg.gain_range))
+            switch = torch.full((n_s,), cfg.sensory_offset > 0)
+            if cfg.sensory_offset > 0 and cfg.sensory_offset_fraction < 1:
+                switch = torch.rand(n_s, generator=gen) < cfg.sensory_offset_fraction
+            ltc.sensory_mu.copy_(uniform(n_s, -0.3, 0.3) + cfg.sensory_offset * switch.float())
+            relay_gain = uniform(n_s, *cfg.gain_range)
+            if cfg.sensory_offset > 0:
+                switch_gain = uniform(n_s, *(cfg.sensory_gain_range or cfg.gain_range))
+                relay_gain = torch.where(switch, switch_gain, relay_gain)
+            ltc.sensory_sigma.copy_(relay_gain)
             for _ in range(2):
                 self._set_capacitance(x, dt, tau)
                 for in_layer in layers:
