@@ -7,10 +7,13 @@ JSON line.
     .venv/bin/python scripts/toy_memory.py --kinds ltc gru --lr-grid 3e-3 1e-2 3e-2
                                                                  # each kind at its best base lr
     .venv/bin/python scripts/toy_memory.py --task sighting --kinds ltc gru --ltc-init default
+    .venv/bin/python scripts/toy_memory.py --task sighting --kinds ltc --ltc-init \
+        '{"sensory_offset": 2, "sensory_gain_range": [2, 4], "sensory_offset_fraction": 0.5}'
 
 --task memory (leaky integrals, `MemoryTaskConfig`) or sighting (latch a 1-4 frame
-sighting for 0.5-3 s, `SightingTaskConfig`); --ltc-init toy (`TOY_LTC`, the default) or
-default (`LTCTrainability()`, what the flying policies use).
+sighting for 0.5-3 s, `SightingTaskConfig`); --ltc-init toy (`TOY_LTC`, the default),
+default (`LTCTrainability()`, what the flying policies use) or a JSON object of
+`LTCTrainability` fields over the defaults.
 
 Target (issue 2, section 4): LTC validation loss within 1.5x of the GRU's in 5 of 5 seeds.
 """
@@ -34,6 +37,23 @@ from lnn_nav.models.toy_tasks import (
 )
 
 
+def parse_ltc_init(text: str, parser: argparse.ArgumentParser) -> LTCTrainability:
+    """--ltc-init: "toy", "default" or a JSON object of LTCTrainability fields."""
+    if text == "toy":
+        return TOY_LTC
+    if text == "default":
+        return LTCTrainability()
+    try:
+        fields = json.loads(text)
+        if not isinstance(fields, dict):
+            raise ValueError(f"expected a JSON object, got {type(fields).__name__}")
+        return LTCTrainability.from_dict(fields)
+    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        parser.error(f"--ltc-init {text!r}: {exc} (expected toy, default or a JSON object of "
+                     "LTCTrainability fields)")
+        raise  # parser.error exits
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kinds", nargs="+", default=list(HEAD_KINDS), choices=HEAD_KINDS)
@@ -46,8 +66,9 @@ def main() -> None:
     p.add_argument("--sources", nargs=4, default=None,
                    help='what the 4 targets low-pass, e.g. u0 u1 u2 "u0*u1" (default: u0 u1 u2 u3)')
     p.add_argument("--task", choices=("memory", "sighting"), default="memory")
-    p.add_argument("--ltc-init", choices=("toy", "default"), default="toy",
-                   help="LTC initialisation: TOY_LTC or LTCTrainability() (default: toy)")
+    p.add_argument("--ltc-init", default="toy",
+                   help="LTC initialisation: toy (TOY_LTC), default (LTCTrainability()) or a JSON "
+                        "object of LTCTrainability fields (default: toy)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.task == "sighting":
@@ -56,7 +77,7 @@ def main() -> None:
         task = SightingTaskConfig()
     else:
         task = MemoryTaskConfig() if args.sources is None else MemoryTaskConfig(sources=tuple(args.sources))
-    ltc_init = TOY_LTC if args.ltc_init == "toy" else LTCTrainability()
+    ltc_init = parse_ltc_init(args.ltc_init, p)
     budget = ltc_dense_count(task.input_size, 34, task.output_size)
     seeds = tuple(range(args.seeds))
     kinds = tuple(args.kinds)
