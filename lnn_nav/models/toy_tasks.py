@@ -35,6 +35,26 @@ import torch
 from torch import Tensor, nn
 
 
+def _task_to_dict(config: Any, tuple_fields: tuple[str, ...]) -> dict[str, Any]:
+    """A task config as plain data; its tuple fields as lists."""
+    d = asdict(config)
+    for key in tuple_fields:
+        d[key] = list(d[key])
+    return d
+
+
+def _task_from_dict(cls: Any, d: dict[str, Any], tuple_fields: tuple[str, ...]) -> Any:
+    """The inverse of `_task_to_dict`; unknown keys are refused by name."""
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}")
+    d = dict(d)
+    for key in tuple_fields:
+        if key in d:
+            d[key] = tuple(d[key])
+    return cls(**d)
+
+
 @dataclass(frozen=True)
 class MemoryTaskConfig:
     """The toy memory task's knobs."""
@@ -96,21 +116,11 @@ class MemoryTaskConfig:
         return 4
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["time_constants_s"] = list(self.time_constants_s)
-        d["sources"] = list(self.sources)
-        return d
+        return _task_to_dict(self, ("time_constants_s", "sources"))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MemoryTaskConfig:
-        unknown = set(d) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise ValueError(f"unknown MemoryTaskConfig keys {sorted(unknown)}")
-        d = dict(d)
-        for key in ("time_constants_s", "sources"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return _task_from_dict(cls, d, ("time_constants_s", "sources"))
 
 
 class MemoryBatch(NamedTuple):
@@ -198,19 +208,11 @@ class SightingTaskConfig:
         return 4
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hold_s"] = list(self.hold_s)
-        return d
+        return _task_to_dict(self, ("hold_s",))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SightingTaskConfig:
-        unknown = set(d) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise ValueError(f"unknown SightingTaskConfig keys {sorted(unknown)}")
-        d = dict(d)
-        if "hold_s" in d:
-            d["hold_s"] = tuple(d["hold_s"])
-        return cls(**d)
+        return _task_from_dict(cls, d, ("hold_s",))
 
     def make_batch(self, batch: int, rng: np.random.Generator) -> MemoryBatch:
         """`batch` sequences drawn from `rng`."""
