@@ -35,8 +35,10 @@ import torch
 
 from lnn_nav.atomic import atomic_write, atomic_write_json
 from lnn_nav.augment import AugmentConfig, augment_window
+from lnn_nav.aux_targets import BEARING_OUTPUTS, target_bearing
 from lnn_nav.data import Episode
 from lnn_nav.models.heads import LTCTrainability
+from lnn_nav.sim.camera import CameraConfig
 
 CONV_PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -96,6 +98,15 @@ class BCConfig:
     optimiser step (0 = off). When on, the phase ends with the averaged weights
     (they are what is validated at the end, saved, flown in the next DAgger round
     and trained on in the next phase); the checkpoint keeps both."""
+    aux_bearing_weight: float = 0.0
+    """Weight of an auxiliary loss (0 = off): two extra head outputs (motor
+    neurons, for the LTC-NCP) learn the target's body-frame bearing from the
+    privileged state, on every frame after the target first entered the
+    field of view (`lnn_nav.aux_targets`), so the head's state has to hold a
+    sighting and follow the turns made since. The mean-squared error of the
+    (sin, cos) pair is added to the command loss times this weight.
+    Validation stays the command loss alone. The policy is built with the two
+    outputs when this is > 0; flight and export read the commands only."""
     conv_precision: str = "auto"
     """Precision of the encoder's convolutions in training steps: "float32",
     "bfloat16" (CPU autocast; the weights, keypoints, normalisation, head and
@@ -118,6 +129,9 @@ class BCConfig:
             raise ValueError(f"BCConfig.lr_min_fraction={self.lr_min_fraction}: expected (0, 1]")
         if not (isinstance(self.ema_decay, (int, float)) and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"BCConfig.ema_decay={self.ema_decay!r}: expected a value in [0, 1)")
+        a = self.aux_bearing_weight
+        if isinstance(a, bool) or not (isinstance(a, (int, float)) and math.isfinite(a) and a >= 0):
+            raise ValueError(f"BCConfig.aux_bearing_weight={a!r}: expected a finite weight >= 0")
         if not self.grad_clip > 0:
             raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
         w = self.command_weights
@@ -159,6 +173,11 @@ class Batch(NamedTuple):
     no_grad_steps: torch.Tensor
     """(B,) int: leading steps that only warm the state (the burn-in, or 0 for
     a window that starts at the start of its episode)."""
+    aux: torch.Tensor
+    """(B, T, 2) the target's bearing (sin, cos), zeros unless
+    `BCConfig.aux_bearing_weight` > 0."""
+    aux_mask: torch.Tensor
+    """(B, T) 1 where the bearing is a target (the target has been in view)."""
 
 
 class WindowSampler:
@@ -176,6 +195,10 @@ class WindowSampler:
         self.cfg = cfg
         self.span = cfg.burn_in + cfg.window
         self.scale = np.asarray(command_scale, np.float32)
+        self.bearings = None
+        if cfg.aux_bearing_weight > 0:
+            hfov = CameraConfig().hfov_rad
+            self.bearings = [target_bearing(e, hfov) for e in episodes]
         lengths = np.array([len(e) for e in episodes])
         # Each valid start position of each episode is equally likely.
         self.starts_per_episode = np.maximum(lengths - cfg.window, 1)
@@ -189,6 +212,8 @@ class WindowSampler:
         target = np.zeros((batch_size, span, 4), np.float32)
         weight = np.zeros((batch_size, span), np.float32)
         no_grad = np.zeros(batch_size, np.int64)
+        aux = np.zeros((batch_size, span, BEARING_OUTPUTS), np.float32)
+        aux_mask = np.zeros((batch_size, span), np.float32)
         for b in range(batch_size):
             k = int(rng.integers(self.cum[-1]))
             i = int(np.searchsorted(self.cum, k, side="right"))
@@ -206,10 +231,14 @@ class WindowSampler:
             target[b, :n] = ep.expert[begin:end] / self.scale
             weight[b, loss_start - begin : n] = 1.0
             no_grad[b] = burn if loss_start - begin == burn else 0
+            if self.bearings is not None:
+                labels, mask = self.bearings[i]
+                aux[b, :n] = labels[begin:end]
+                aux_mask[b, :n] = mask[begin:end]
         return Batch(
             torch.from_numpy(frames), torch.from_numpy(dt),
             torch.from_numpy(np.clip(target, -1, 1)), torch.from_numpy(weight),
-            torch.from_numpy(no_grad),
+            torch.from_numpy(no_grad), torch.from_numpy(aux), torch.from_numpy(aux_mask),
         )
 
 
@@ -230,17 +259,22 @@ class MixedSampler:
 
 
 def sequence_loss(policy: torch.nn.Module, batch: Batch,
-                  command_weights: Sequence[float] | None = None) -> torch.Tensor:
+                  command_weights: Sequence[float] | None = None,
+                  aux_weight: float = 0.0) -> torch.Tensor:
     """Weighted MSE of the policy's commands in limit units, from a zero state
     (burn-in and padding steps have weight 0). Windows with a burn-in warm their
     state without gradient; the others run with gradient from their first step.
     command_weights: (4,) weight of each command, normalised to mean 1 (None:
-    the plain mean over commands)."""
+    the plain mean over commands). aux_weight > 0 adds that times the MSE of
+    the policy's auxiliary outputs against `batch.aux` where `batch.aux_mask`
+    (and the loss weight) is 1."""
     scale = torch.as_tensor(policy.limits.scale(), dtype=torch.float32)
     cw = torch.ones(4) if command_weights is None else torch.as_tensor(command_weights, dtype=torch.float32)
     cw = cw * (4.0 / cw.sum())
     total = torch.zeros(())
     weight_sum = torch.zeros(())
+    aux_total = torch.zeros(())
+    aux_sum = torch.zeros(())
     for k in torch.unique(batch.no_grad_steps).tolist():
         rows = batch.no_grad_steps == k
         frames, dt = batch.frames[rows], batch.dt[rows]
@@ -248,12 +282,21 @@ def sequence_loss(policy: torch.nn.Module, batch: Batch,
         if k > 0:
             with torch.no_grad():
                 _, state = policy(frames[:, :k], None, dt[:, :k])
-        commands, _ = policy(frames[:, k:], state, dt[:, k:])
-        err = (commands / scale - batch.target[rows][:, k:]) ** 2 * cw
         w = batch.weight[rows][:, k:].unsqueeze(-1)
+        if aux_weight > 0:
+            commands, aux, _ = policy.forward_with_aux(frames[:, k:], state, dt[:, k:])
+            aux_w = w * batch.aux_mask[rows][:, k:].unsqueeze(-1)
+            aux_total = aux_total + ((aux - batch.aux[rows][:, k:]) ** 2 * aux_w).sum()
+            aux_sum = aux_sum + aux_w.sum() * aux.shape[-1]
+        else:
+            commands, _ = policy(frames[:, k:], state, dt[:, k:])
+        err = (commands / scale - batch.target[rows][:, k:]) ** 2 * cw
         total = total + (err * w).sum()
         weight_sum = weight_sum + w.sum()
-    return total / (weight_sum * 4).clamp_min(1.0)
+    loss = total / (weight_sum * 4).clamp_min(1.0)
+    if aux_weight > 0:
+        loss = loss + aux_weight * aux_total / aux_sum.clamp_min(1.0)
+    return loss
 
 
 def lr_at(step: int, cfg: BCConfig) -> float:
@@ -431,7 +474,7 @@ def train_bc(
                 pending = prefetch.submit(draw, step + 1)
             for g, lr0 in zip(optimizer.param_groups, group_lrs):
                 g["lr"] = lr0 * lr_at(step, cfg)
-            loss = sequence_loss(policy, batch, cfg.command_weights)
+            loss = sequence_loss(policy, batch, cfg.command_weights, cfg.aux_bearing_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
@@ -621,21 +664,22 @@ class TrainConfig:
         return cls.from_dict(d, source=str(path))
 
 
-def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None):
+def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None, aux_outputs: int = 0):
     """A fresh policy: the default LTC-NCP (with `ltc` as its head's initialisation,
-    None for the defaults), or a baseline head at the same budget."""
+    None for the defaults), or a baseline head at the same budget; with
+    `aux_outputs` extra head outputs for auxiliary targets."""
     from dataclasses import replace
 
     from lnn_nav.models.policy import NavPolicy, baseline_policy_config, default_policy_config
 
     if head == "ltc":
-        cfg = default_policy_config(seed)
+        cfg = default_policy_config(seed, aux_outputs)
         if ltc is not None:
             cfg = replace(cfg, head=replace(cfg.head, ltc=ltc))
     elif ltc is not None:
         raise ValueError(f"ltc initialisation given for head={head!r}: it applies to the ltc head only")
     else:
-        cfg = baseline_policy_config(head, seed)
+        cfg = baseline_policy_config(head, seed, aux_outputs=aux_outputs)
     torch.manual_seed(seed)
     return NavPolicy(cfg)
 
@@ -688,7 +732,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
     # no run behind that would need --resume
     atomic_write_json(cfg_path, cfg.to_dict())
 
-    policy = make_policy(cfg.head, cfg.seed, cfg.ltc if cfg.head == "ltc" else None)
+    policy = make_policy(cfg.head, cfg.seed, cfg.ltc if cfg.head == "ltc" else None,
+                         BEARING_OUTPUTS if cfg.bc.aux_bearing_weight > 0 else 0)
     train_eps = load_dataset([demo])
     val_eps = load_dataset([val])
     phases = [("bc", cfg.bc)] + [

@@ -36,7 +36,8 @@ def make_batch(cfg: BCConfig, policy: torch.nn.Module) -> Batch:
     weight = torch.ones(cfg.batch_size, span)
     weight[:, : cfg.burn_in] = 0
     return Batch(frames, torch.full((cfg.batch_size, span), 1 / 30), target, weight,
-                 torch.full((cfg.batch_size,), cfg.burn_in, dtype=torch.int64))
+                 torch.full((cfg.batch_size,), cfg.burn_in, dtype=torch.int64),
+                 torch.zeros(cfg.batch_size, span, 2), torch.zeros(cfg.batch_size, span))
 
 
 def main() -> None:

@@ -38,10 +38,26 @@ def head_spec(policy_or_head: Any, name: str = "ltc head", extra: dict[str, str]
     encoder ends with its own LayerNorm), so there is no input stage to add.
     """
     core = _core_ltc(policy_or_head)
+    arrays = core.export_arrays()
+    outputs = _flown_outputs(policy_or_head, core)
+    if outputs < core.output_size:
+        # Auxiliary motor neurons stay in the state (they are neurons of the
+        # circuit) but their outputs, read only in training, are not exported.
+        i, n, _ = (int(v) for v in np.asarray(arrays["sizes"]).reshape(3))
+        arrays = {**arrays, "sizes": np.asarray([i, n, outputs], np.asarray(arrays["sizes"]).dtype),
+                  "output_w": arrays["output_w"][:outputs], "output_b": arrays["output_b"][:outputs]}
     return CHeadSpec(
-        core.export_arrays(), (), name=name, extra=dict(extra or {}),
+        arrays, (), name=name, extra=dict(extra or {}),
         output_scale=_command_scale(policy_or_head),
     )
+
+
+def _flown_outputs(policy_or_head: Any, core: Any) -> int:
+    """Outputs the C step returns: a policy's commands (not its auxiliary
+    outputs), or every output of a bare head."""
+    config = getattr(policy_or_head, "config", None)
+    aux = int(getattr(config, "aux_outputs", 0) or 0)
+    return int(core.output_size) - aux
 
 
 def _command_scale(policy: Any) -> np.ndarray | None:
@@ -112,11 +128,13 @@ def golden_from_features(
         scale = _command_scale(policy)
         scale_t = None if scale is None else torch.from_numpy(scale)
         state = core.init_state(1)
+        outputs = _flown_outputs(policy, core)
         outs = []
         for t in range(feats.shape[0]):
             y, state = core.step(feats[t : t + 1], state, dts[t : t + 1])
+            y = y[0, :outputs]
             # the C step returns what the spec says: the command, or the raw output
-            outs.append(y[0] if scale_t is None else torch.tanh(y[0]) * scale_t)
+            outs.append(y if scale_t is None else torch.tanh(y) * scale_t)
         return Golden(
             dts.numpy().astype(np.float32),
             feats.numpy().astype(np.float32),

@@ -43,6 +43,9 @@ from lnn_nav.models.heads import (
 POLICY_FORMAT = "lnn_nav.policy"
 POLICY_FORMAT_VERSION = 1
 
+COMMAND_SIZE = 4
+"""Commands per step: forward, left, up (m/s), yaw rate (rad/s), body FLU."""
+
 DEFAULT_UNITS = 34
 """Neurons of the default LTC head: the paper's circuit, 18 inter, 12 command, 4 motor."""
 
@@ -64,6 +67,10 @@ class PolicyConfig:
     """the recurrent head; output_size 4 (forward, left, up, yaw_rate)."""
     limits: CommandLimits = field(default_factory=CommandLimits)
     """bounds of the commands; outputs are tanh(raw) * limits.scale()."""
+    aux_outputs: int = 0
+    """head outputs after the 4 commands that only training reads (auxiliary
+    targets such as the target's bearing, `lnn_nav.aux_targets`); 0 for none.
+    Flight, export and the controller see the commands alone."""
 
     def __post_init__(self) -> None:
         for name, cls in (("encoder", EncoderConfig), ("head", HeadConfig), ("limits", CommandLimits)):
@@ -77,9 +84,12 @@ class PolicyConfig:
                 f"head.input_size={self.head.input_size} and encoder.feature_size="
                 f"{self.encoder.feature_size}: they must be equal"
             )
-        if self.head.output_size != 4:
+        if isinstance(self.aux_outputs, bool) or not isinstance(self.aux_outputs, int) or self.aux_outputs < 0:
+            raise ValueError(f"aux_outputs={self.aux_outputs!r}: expected an int >= 0")
+        if self.head.output_size != COMMAND_SIZE + self.aux_outputs:
             raise ValueError(
-                f"head.output_size={self.head.output_size}: expected 4 (forward, left, up, yaw_rate)"
+                f"head.output_size={self.head.output_size}: expected {COMMAND_SIZE + self.aux_outputs} "
+                f"(forward, left, up, yaw_rate, then aux_outputs={self.aux_outputs})"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +97,7 @@ class PolicyConfig:
             "encoder": self.encoder.to_dict(),
             "head": self.head.to_dict(),
             "limits": self.limits.to_dict(),
+            "aux_outputs": self.aux_outputs,
         }
 
     @classmethod
@@ -115,31 +126,38 @@ def default_wiring(input_size: int | None = None, seed: int = 22222) -> Any:
     return AutoNCP(feature_size, DEFAULT_UNITS, 4, sparsity_level=0.5, seed=seed)
 
 
-def default_policy_config(seed: int = 0) -> PolicyConfig:
+def default_policy_config(seed: int = 0, aux_outputs: int = 0) -> PolicyConfig:
     """The default policy: spatial-softmax CNN with presence (120 features) +
     34-neuron NCP LTC head.
 
     LTC dense count 3N + 4N^2 + 4FN + 2F + 2O = 21,294 with N=34, F=120, O=4
-    (the paper's head: 22,398 on 128 features).
+    (the paper's head: 22,398 on 128 features). `aux_outputs` adds that many
+    motor neurons (so the inter and command layers keep 18 and 12) whose
+    outputs only training reads.
     """
     enc = default_encoder_config(seed)
     return PolicyConfig(
         encoder=enc,
-        head=HeadConfig(kind="ltc", input_size=enc.feature_size, output_size=4,
-                        units=DEFAULT_UNITS, seed=seed),
+        head=HeadConfig(kind="ltc", input_size=enc.feature_size, output_size=COMMAND_SIZE + aux_outputs,
+                        units=DEFAULT_UNITS + aux_outputs, seed=seed),
+        aux_outputs=aux_outputs,
     )
 
 
-def baseline_policy_config(kind: str, seed: int = 0, budget: int | None = None) -> PolicyConfig:
+def baseline_policy_config(kind: str, seed: int = 0, budget: int | None = None,
+                           aux_outputs: int = 0) -> PolicyConfig:
     """A policy with the default encoder and a `kind` head sized to the default LTC's
     dense count (or `budget`), the way baselines are compared."""
     if kind not in HEAD_KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {HEAD_KINDS}")
     enc = default_encoder_config(seed)
     if kind == "ltc" and budget is None:
-        return default_policy_config(seed)
-    target = budget if budget is not None else ltc_dense_count(enc.feature_size, DEFAULT_UNITS, 4)
-    return PolicyConfig(encoder=enc, head=size_head(kind, enc.feature_size, 4, target, seed))
+        return default_policy_config(seed, aux_outputs)
+    outputs = COMMAND_SIZE + aux_outputs
+    target = budget if budget is not None else ltc_dense_count(
+        enc.feature_size, DEFAULT_UNITS + aux_outputs, outputs)
+    return PolicyConfig(encoder=enc, head=size_head(kind, enc.feature_size, outputs, target, seed),
+                        aux_outputs=aux_outputs)
 
 
 def package_versions() -> dict[str, str]:
@@ -201,13 +219,20 @@ class NavPolicy(nn.Module):
 
         Returns commands (B, T, 4) body FLU [m/s, m/s, m/s, rad/s] and state_T (B, S).
         """
+        commands, _, state_t = self.forward_with_aux(frames, state, dt)
+        return commands, state_t
+
+    def forward_with_aux(
+        self, frames: Tensor, state: Tensor | None = None, dt: float | Tensor = DEFAULT_DT_S
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """As `forward`, plus the raw auxiliary outputs (B, T, aux_outputs) in the middle."""
         if not isinstance(frames, Tensor) or frames.dim() != 5:
             shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
             raise ValueError(f"frames of shape {shape}: expected (B, T, H, W, 3) uint8")
         b, t = frames.shape[0], frames.shape[1]
         feats = self.encoder(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
         raw, state_t = self.head(feats, state, dt_sequence(dt, b, t, feats))
-        return self._to_command(raw), state_t
+        return self._to_command(raw[..., :COMMAND_SIZE]), raw[..., COMMAND_SIZE:], state_t
 
     def step(self, image: Tensor, state: Tensor, dt: float | Tensor = DEFAULT_DT_S) -> tuple[Tensor, Tensor]:
         """image: (B, H, W, 3) uint8; state: (B, S); dt: (B,), (B, 1) or float s.
@@ -217,6 +242,8 @@ class NavPolicy(nn.Module):
         """
         feats = self.encoder(image)
         raw, new_state = self.head.step(feats, state, dt_step(dt, feats.shape[0], feats))
+        if self.config.aux_outputs:
+            raw = raw[..., :COMMAND_SIZE]
         return self._to_command(raw), new_state
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
