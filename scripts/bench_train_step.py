@@ -24,7 +24,7 @@ import time
 import torch
 
 from lnn_nav.models.policy import random_frames
-from lnn_nav.train import BCConfig, Batch, conv_autocast_dtype, make_policy, sequence_loss
+from lnn_nav.train import Batch, BCConfig, conv_autocast_dtype, make_policy, sequence_loss
 
 
 def make_batch(cfg: BCConfig, policy: torch.nn.Module) -> Batch:

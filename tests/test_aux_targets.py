@@ -175,7 +175,13 @@ def test_onnx_export_of_an_aux_policy_gives_commands(tmp_path):
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 def test_c_export_of_an_aux_policy_returns_the_commands(tmp_path):
-    from lnn_nav.export.c_codegen import build_harness, generate_c, harness_source, run_harness, write_golden
+    from lnn_nav.export.c_codegen import (
+        build_harness,
+        generate_c,
+        harness_source,
+        run_harness,
+        write_golden,
+    )
     from lnn_nav.export.head_spec import golden_from_features, head_spec
 
     policy = make_policy("ltc", 0, aux_outputs=2).eval()
