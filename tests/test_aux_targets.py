@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from lnn_nav.aux_targets import BEARING_OUTPUTS, target_bearing
-from lnn_nav.data import Episode
 from lnn_nav.models.policy import (
     NavPolicy,
     PolicyConfig,
@@ -25,24 +24,7 @@ from lnn_nav.train import BCConfig, WindowSampler, make_policy, sequence_loss
 HFOV = math.radians(60.0)
 
 
-def spinning_episode(steps: int = 40, seed: int = 0) -> Episode:
-    """Hovering at the origin, turning left at 0.1 rad per frame from yaw 0,
-    with the target 5 m north (bearing +90 deg at the start)."""
-    rng = np.random.default_rng(seed)
-    yaw = 0.1 * np.arange(steps)
-    return Episode(
-        frames=rng.integers(0, 256, (steps, 64, 64, 3), dtype=np.uint8),
-        dt=np.full(steps, 1 / 30, np.float32),
-        expert=np.tile(np.array([0.0, 0.0, 0.0, 1.2], np.float32), (steps, 1)),
-        executed=np.tile(np.array([0.0, 0.0, 0.0, 1.2], np.float32), (steps, 1)),
-        pos_w=np.zeros((steps, 3), np.float32),
-        yaw=yaw.astype(np.float32),
-        target_pos_w=np.tile(np.array([0.0, 5.0, 1.0], np.float32), (steps, 1)),
-        termination="timeout", seed=seed, family="forest", split="train",
-    )
-
-
-def test_bearing_labels_and_mask_on_a_turn_on_the_spot():
+def test_bearing_labels_and_mask_on_a_turn_on_the_spot(spinning_episode):
     ep = spinning_episode()
     labels, mask = target_bearing(ep, HFOV)
     off = math.pi / 2 - ep.yaw.astype(np.float64)  # + = left of the camera axis
@@ -57,7 +39,7 @@ def test_bearing_labels_and_mask_on_a_turn_on_the_spot():
 
 
 @pytest.mark.parametrize("hfov", [0.0, -1.0, 7.0, float("nan")])
-def test_bad_field_of_view_is_named(hfov):
+def test_bad_field_of_view_is_named(hfov, spinning_episode):
     with pytest.raises(ValueError, match="hfov_rad="):
         target_bearing(spinning_episode(), hfov)
 
@@ -98,7 +80,7 @@ def test_flight_sees_the_commands_alone(kind, tmp_path):
     assert loaded.config.aux_outputs == 2
 
 
-def test_loss_adds_the_masked_bearing_error():
+def test_loss_adds_the_masked_bearing_error(spinning_episode):
     policy = make_policy("ltc", 0, aux_outputs=2)
     cfg = BCConfig(batch_size=3, window=8, burn_in=4, aux_bearing_weight=0.5)
     sampler = WindowSampler([spinning_episode(16, s) for s in range(3)], cfg, policy.limits.scale())
@@ -130,7 +112,7 @@ def test_loss_adds_the_masked_bearing_error():
     assert out_w[:4].abs().sum() == 0, "and not the command outputs' map"
 
 
-def test_sampler_labels_follow_the_episode():
+def test_sampler_labels_follow_the_episode(spinning_episode):
     ep = spinning_episode(40)
     cfg = BCConfig(batch_size=4, window=8, burn_in=4, aux_bearing_weight=1.0)
     batch = WindowSampler([ep], cfg, np.ones(4, np.float32)).draw(np.random.default_rng(2), 4, False)
