@@ -6,6 +6,10 @@ contention made them up to hundreds of times slower. Tests that measure thread
 behaviour set their own count.
 """
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pytest
 import torch
@@ -37,3 +41,12 @@ def spinning_episode_factory():
     """`spinning_episode(steps=40, seed=0)`: see the function of that name."""
     return spinning_episode
 
+
+
+def load_script(name: str) -> ModuleType:
+    """Import `scripts/<name>.py`, which is not a package, as a module."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,25 +1,17 @@
 """scripts/bearing_probe.py: the bearing error metric and the states it probes."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import load_script
 from lnn_nav.train import make_policy
 
 
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bearing_probe.py"
-    spec = importlib.util.spec_from_file_location("bearing_probe", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_angle_error_wraps_and_ignores_the_vector_length():
-    mod = _script()
+    mod = load_script("bearing_probe")
     truth = np.array([[np.sin(a), np.cos(a)] for a in np.radians([170.0] * 10)])
     pred = 3.0 * np.array([[np.sin(a), np.cos(a)] for a in np.radians([-170.0] * 10)])
     assert mod.angle_error_deg(pred, truth) == pytest.approx(20.0)
@@ -28,7 +20,7 @@ def test_angle_error_wraps_and_ignores_the_vector_length():
 
 @pytest.mark.parametrize("aux", [0, 2])
 def test_states_are_the_heads_step_by_step(aux, spinning_episode):
-    mod = _script()
+    mod = load_script("bearing_probe")
     policy = make_policy("ltc", 0, aux_outputs=aux).eval()
     ep = spinning_episode(12)
     states, own = mod.run_states(policy, ep)

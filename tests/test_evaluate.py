@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import load_script
 from lnn_nav.augment import AugmentConfig
 from lnn_nav.evaluate import (
     CONTROL_RATES_HZ,
@@ -345,12 +346,7 @@ def test_head_comparison_pools_seeds_and_computes_the_headline(tmp_path: Path) -
 
 
 def test_compare_heads_script_arguments(tmp_path: Path, capsys) -> None:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_heads.py"
-    spec = importlib.util.spec_from_file_location("compare_heads", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("compare_heads")
     assert mod.main(["--heads", "ltc,transformer", "--out", str(tmp_path)]) == 2
     assert "transformer" in capsys.readouterr().err
     assert mod.main(["--seeds", "0,x", "--out", str(tmp_path)]) == 2

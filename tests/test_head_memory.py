@@ -1,21 +1,13 @@
 """scripts/head_memory.py: the linearised time constants of a recurrent head."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_script
 from lnn_nav.train import make_policy
 
-
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "head_memory.py"
-    spec = importlib.util.spec_from_file_location("head_memory", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize("tau_s", [0.1, 2.0, 30.0])
@@ -23,7 +15,7 @@ def test_time_constants_of_a_gru_with_a_known_answer(tau_s):
     """With every weight zero, a GRU's state update is h' = (1 - z) n + z h with
     z = sigmoid(update bias): each mode keeps the fraction z per step, so its time
     constant is -dt / ln z."""
-    mod = _script()
+    mod = load_script("head_memory")
     policy = make_policy("gru", 0)
     rnn = policy.head.rnn
     hidden = rnn.hidden_size
@@ -38,7 +30,7 @@ def test_time_constants_of_a_gru_with_a_known_answer(tau_s):
 
 
 def test_time_constants_of_an_ltc_head_are_positive_and_sorted():
-    mod = _script()
+    mod = load_script("head_memory")
     policy = make_policy("ltc", 0)
     taus = mod.time_constants(policy, torch.randn(1, policy.encoder.feature_size))
     assert taus.shape == (policy.head.state_size,)
