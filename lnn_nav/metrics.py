@@ -53,6 +53,29 @@ def difference_interval(a: Interval, b: Interval) -> Interval:
     return Interval(d, low, high)
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, resamples: int = 10_000,
+                      seed: int = 0) -> Interval:
+    """Success rate of `b` minus that of `a` on the same scenes, with a 95%
+    percentile-bootstrap interval over scenes.
+
+    a, b: (N,) booleans, element i being scene i flown by each policy. Pairing
+    removes the scene-to-scene difficulty both share, so the interval is
+    narrower than `difference_interval`'s for independent samples. Seeded, so
+    the same inputs give the same interval.
+    """
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"shapes {a.shape} and {b.shape}: expected two equal, non-empty 1-D arrays")
+    if resamples < 100:
+        raise ValueError(f"resamples={resamples}: expected at least 100")
+    diff = b.astype(np.float64) - a
+    idx = np.random.default_rng(seed).integers(0, diff.size, (resamples, diff.size))
+    means = diff[idx].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return Interval(float(diff.mean()), float(low), float(high))
+
+
 @dataclass(frozen=True)
 class EpisodeRecord:
     """What one closed-loop episode leaves behind for scoring.

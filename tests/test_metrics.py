@@ -5,8 +5,10 @@ import pytest
 
 from lnn_nav.metrics import (
     EpisodeRecord,
+    Interval,
     command_smoothness,
     difference_interval,
+    paired_difference,
     path_efficiency,
     summarize,
     wilson_interval,
@@ -84,3 +86,41 @@ def test_episode_record_validates():
         _episode("crashed", [1, 0, 1])
     with pytest.raises(ValueError, match="commands"):
         EpisodeRecord(np.zeros((3, 3)), np.zeros((3, 4)), np.zeros(2), np.zeros(3), "timeout")
+
+
+def test_paired_difference_known_answers() -> None:
+    same = np.array([True] * 150 + [False] * 50)
+    assert paired_difference(same, same) == Interval(0.0, 0.0, 0.0)
+    assert paired_difference(np.zeros(10, bool), np.ones(10, bool)) == Interval(1.0, 1.0, 1.0)
+    # B finishes 20 scenes A does not: the bootstrap interval of a mean of 20
+    # ones in 200 is close to the normal one, 0.1 +- 1.96 sqrt(0.1 * 0.9 / 200).
+    a = np.zeros(200, bool)
+    b = a.copy()
+    b[:20] = True
+    d = paired_difference(a, b)
+    half = 1.959963984540054 * math.sqrt(0.1 * 0.9 / 200)
+    assert d.value == pytest.approx(0.1)
+    assert d.low == pytest.approx(0.1 - half, abs=0.01) and d.high == pytest.approx(0.1 + half, abs=0.01)
+    assert paired_difference(b, a).value == pytest.approx(-0.1)
+    assert paired_difference(a, b, seed=3) == paired_difference(a, b, seed=3)
+
+
+def test_paired_difference_is_narrower_than_the_unpaired_interval_on_shared_difficulty() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random(200) < 0.85
+    b = a.copy()
+    b[np.flatnonzero(~a)[:6]] = True
+    paired = paired_difference(a, b)
+    unpaired = difference_interval(wilson_interval(int(b.sum()), 200), wilson_interval(int(a.sum()), 200))
+    assert paired.value == pytest.approx(unpaired.value)
+    assert paired.high - paired.low < 0.5 * (unpaired.high - unpaired.low)
+
+
+@pytest.mark.parametrize(("a", "b", "resamples", "match"), [
+    (np.ones(3, bool), np.ones(4, bool), 1000, "expected two equal"),
+    (np.ones(0, bool), np.ones(0, bool), 1000, "non-empty"),
+    (np.ones(3, bool), np.ones(3, bool), 10, "resamples=10"),
+])
+def test_paired_difference_rejects_bad_input(a, b, resamples, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        paired_difference(a, b, resamples=resamples)
