@@ -31,7 +31,7 @@ import torch
 
 from lnn_nav.aux_targets import target_bearing
 from lnn_nav.data import load_dataset
-from lnn_nav.models.policy import NavPolicy
+from lnn_nav.models.policy import COMMAND_SIZE, NavPolicy
 from lnn_nav.sim.camera import CameraConfig
 
 RIDGE = 1e-2
@@ -47,7 +47,7 @@ def run_states(policy: NavPolicy, ep) -> tuple[np.ndarray, np.ndarray]:
         for t in range(len(ep)):
             raw, state = policy.head.step(feats[t:t + 1], state, float(ep.dt[t]))
             states.append(state[0].numpy().copy())
-            aux.append(raw[0, 4:].numpy().copy())
+            aux.append(raw[0, COMMAND_SIZE:].numpy().copy())
     return np.stack(states), np.stack(aux)
 
 
