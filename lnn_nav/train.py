@@ -21,7 +21,9 @@ an uninterrupted run of the same seed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from lnn_nav.atomic import atomic_write, atomic_write_json
 from lnn_nav.augment import AugmentConfig, augment_window
 from lnn_nav.aux_targets import BEARING_OUTPUTS, target_bearing
 from lnn_nav.data import Episode
+from lnn_nav.expert import ExpertConfig
 from lnn_nav.models.heads import LTCTrainability
 from lnn_nav.sim.camera import CameraConfig
 
@@ -606,6 +609,10 @@ class TrainConfig:
     ltc: LTCTrainability = field(default_factory=LTCTrainability)
     """Initialisation and per-group learning rates of the LTC head (ltc only); a
     YAML mapping overrides single fields, e.g. `ltc: {potential_scale: 15}`."""
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    """The expert that flies the demonstrations and labels the DAgger rollouts; a
+    YAML mapping overrides single fields, e.g. `expert: {margin: 0.4}`. A
+    non-default expert collects into its own data directories."""
 
     def __post_init__(self) -> None:
         from lnn_nav.models.heads import HEAD_KINDS
@@ -624,6 +631,10 @@ class TrainConfig:
             object.__setattr__(self, "dagger", DaggerConfig(**self.dagger))
         if isinstance(self.ltc, dict):
             object.__setattr__(self, "ltc", LTCTrainability.from_dict(self.ltc))
+        if isinstance(self.expert, dict):
+            object.__setattr__(self, "expert", ExpertConfig.from_dict(self.expert))
+        if not isinstance(self.expert, ExpertConfig):
+            raise ValueError(f"TrainConfig.expert={self.expert!r}: expected a mapping of ExpertConfig fields")
         if not isinstance(self.ltc, LTCTrainability):
             raise ValueError(f"TrainConfig.ltc={self.ltc!r}: expected a mapping of LTCTrainability fields")
         if self.head != "ltc" and self.ltc != LTCTrainability():
@@ -633,6 +644,7 @@ class TrainConfig:
         d = asdict(self)
         d["bc"] = self.bc.to_dict()
         d["ltc"] = self.ltc.to_dict()
+        d["expert"] = self.expert.to_dict()
         return d
 
     @classmethod
@@ -686,14 +698,17 @@ def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None, aux_ou
 
 def _demo_dir(cfg: TrainConfig, split: str, episodes: int, noise: float) -> Path:
     fam = Path(cfg.family).stem
-    return Path(cfg.data_dir) / f"{fam}-{split}-n{episodes}-noise{noise:g}"
+    name = f"{fam}-{split}-n{episodes}-noise{noise:g}"
+    if cfg.expert != ExpertConfig():
+        # collect refuses a directory of another expert's episodes, so each gets its own
+        digest = hashlib.sha256(json.dumps(cfg.expert.to_dict(), sort_keys=True).encode()).hexdigest()
+        name += f"-expert{digest[:8]}"
+    return Path(cfg.data_dir) / name
 
 
 def check_resumable(cfg: TrainConfig, resume: bool) -> None:
     """Raise ValueError unless `cfg.out` is new, or holds a run of `cfg` and
     `resume` is set."""
-    import json
-
     cfg_path = Path(cfg.out) / "train_config.json"
     if not cfg_path.exists():
         return
@@ -724,9 +739,9 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
     demo = _demo_dir(cfg, "train", cfg.demo_episodes, cfg.demo_noise)
     val = _demo_dir(cfg, "val", cfg.val_episodes, 0.0)
     collect(cfg.family, "train", cfg.demo_episodes, demo, noise=cfg.demo_noise,
-            workers=cfg.workers, progress=progress)
+            workers=cfg.workers, expert_config=cfg.expert, progress=progress)
     collect(cfg.family, "val", cfg.val_episodes, val, noise=0.0, workers=cfg.workers,
-            progress=progress)
+            expert_config=cfg.expert, progress=progress)
     timings["collect_s"] = timings.get("collect_s", 0.0) + time.perf_counter() - t0
     # written once the data is there: a collection refused for its settings leaves
     # no run behind that would need --resume
@@ -756,7 +771,7 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
             roll_dir = out / f"rollouts_{phase}"
             first = cfg.demo_episodes + (r - 1) * cfg.dagger.episodes_per_round
             collect(cfg.family, "train", list(range(first, first + cfg.dagger.episodes_per_round)),
-                    roll_dir, workers=cfg.workers, progress=progress,
+                    roll_dir, workers=cfg.workers, expert_config=cfg.expert, progress=progress,
                     learner_policy=learner_path, beta=cfg.dagger.beta(r), rng_stream=r)
             timings[f"rollouts_{phase}_s"] = time.perf_counter() - t1
             rollout_eps = rollout_eps + load_dataset([roll_dir])
@@ -782,6 +797,4 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text()) if path.exists() else {}

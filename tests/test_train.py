@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lnn_nav.data import Episode
+from lnn_nav.expert import ExpertConfig
 from lnn_nav.models.heads import LTCTrainability
 from lnn_nav.train import (
     BCConfig,
@@ -21,6 +22,7 @@ from lnn_nav.train import (
     TrainConfig,
     WeightAverage,
     WindowSampler,
+    _demo_dir,
     check_resumable,
     conv_autocast_dtype,
     lr_at,
@@ -122,6 +124,40 @@ def test_ltc_initialisation_is_configurable_and_reaches_the_policy(tmp_path):
         TrainConfig(head="gru", ltc={"potential_scale": 15.0})
     with pytest.raises(ValueError, match="head='lstm'"):
         make_policy("lstm", 0, LTCTrainability())
+
+
+def test_expert_is_configurable_and_flies_every_collection(tmp_path, monkeypatch):
+    import lnn_nav.collect
+
+    cfg_path = tmp_path / "expert.yaml"
+    cfg_path.write_text(f"expert: {{margin: 0.4}}\ndata_dir: {tmp_path / 'data'}\n"
+                        f"out: {tmp_path / 'run'}\n")
+    cfg = TrainConfig.from_yaml(cfg_path)
+    assert cfg.expert.margin == 0.4 and cfg.expert.lookahead == ExpertConfig().lookahead
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    # a non-default expert gets data directories of its own, the same every time
+    default = TrainConfig(data_dir=cfg.data_dir)
+    assert _demo_dir(cfg, "train", 700, 0.3) != _demo_dir(default, "train", 700, 0.3)
+    assert _demo_dir(cfg, "train", 700, 0.3) == _demo_dir(TrainConfig.from_yaml(cfg_path), "train", 700, 0.3)
+    assert _demo_dir(default, "train", 700, 0.3).name == "forest-train-n700-noise0.3"
+
+    seen = []
+
+    def fake_collect(family, split, episodes, out_dir, **kw):
+        seen.append((split, kw["expert_config"]))
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # both collections seen; stop before training
+
+    monkeypatch.setattr(lnn_nav.collect, "collect", fake_collect)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    assert seen == [("train", cfg.expert), ("val", cfg.expert)]
+
+    cfg_path.write_text("expert: {margn: 0.4}\n")
+    with pytest.raises(ValueError, match="margn"):
+        TrainConfig.from_yaml(cfg_path)
+    with pytest.raises(ValueError, match="margin"):
+        TrainConfig(expert={"margin": -1.0})
 
 
 def test_sampler_windows_carry_loss_only_on_real_steps():
