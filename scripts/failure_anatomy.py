@@ -5,8 +5,8 @@ closed loop, exactly as `lnn-nav eval` flew them, and reads the privileged
 state at every frame:
 
 - Collisions: what was hit, where it was at impact (bearing in the body frame,
-  degrees, + = left; inside the camera's horizontal field of view or not), and
-  how close the drone came to it in the second before. A contact at 50-70 deg
+  degrees, + = left; inside the camera's horizontal field of view or not). A
+  contact at 50-70 deg
   means the drone flew past an obstacle that had already left the picture.
 - Timeouts: how much of the target the camera showed: frames with any target
   pixel and the most target pixels in one frame. A target shown as one or two
@@ -35,10 +35,6 @@ import torch
 from lnn_nav.command import VelocityCommand
 from lnn_nav.models.policy import NavPolicy
 from lnn_nav.rollout import SimTimeController, make_env
-from lnn_nav.sim.camera import CameraConfig
-
-DRONE_RADIUS_M = 0.063
-"""m, radius of the vehicle's collision disc (propeller tips)."""
 
 
 def obstacle_gaps(pos_w: np.ndarray, cylinders: np.ndarray, spheres: np.ndarray,
@@ -88,11 +84,14 @@ def target_pixel_count(image: np.ndarray, target_rgb: np.ndarray) -> int:
     return int((close & (total[..., 0] > 60)).sum())
 
 
-def replay(policy: NavPolicy, family: str, split: str, seed: int, half_fov_deg: float) -> dict:
+def replay(policy: NavPolicy, family: str, split: str, seed: int) -> dict:
     """Fly scene `seed` as `lnn-nav eval` does and describe the episode."""
     env = make_env("fly", family, split)
     try:
         base = env.unwrapped
+        # the environment's own vehicle and camera, so a changed config is read right
+        drone_radius_m = base.config.sim.vehicle.radius_m
+        half_fov_deg = math.degrees(base.config.sim.camera.hfov_rad) / 2
         target_rgb = np.asarray(base.family.target.color_rgb, float)
         ctl = SimTimeController(policy)
         obs, info = env.reset(seed=seed, options={"scene_index": seed})
@@ -106,7 +105,7 @@ def replay(policy: NavPolicy, family: str, split: str, seed: int, half_fov_deg: 
             obs, _, terminated, truncated, info = env.step(base.limits.to_normalized(base.limits.clip(cmd)))
             steps += 1
             gaps, points = obstacle_gaps(info["pos_w"], *geometry)
-            min_gaps.append(float(gaps.min()) - DRONE_RADIUS_M if len(gaps) else math.inf)
+            min_gaps.append(float(gaps.min()) - drone_radius_m if len(gaps) else math.inf)
             if terminated or truncated:
                 break
         row: dict = {"seed": seed, "termination": info["termination"], "steps": steps,
@@ -160,10 +159,9 @@ def main() -> None:
     if not seeds:
         ap.error("nothing to replay: give --results with failures, or --seeds")
     policy = NavPolicy.load(args.policy)
-    half_fov = math.degrees(CameraConfig().hfov_rad) / 2
     rows = []
     for seed in seeds:
-        row = replay(policy, family, split, seed, half_fov)
+        row = replay(policy, family, split, seed)
         rows.append(row)
         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     summary = summarize(rows)
