@@ -11,12 +11,13 @@ temporaries. Running the same collection again removes the temporaries, skips
 the scenes whose episode file exists, flies the rest, and rewrites the manifest
 from the files present: no duplicates, no partial files. A directory collected
 with other settings (family, split, task, noise, expert and its version, scene
-generator and family spec) is refused, so one dataset never mixes two kinds of
+generator and family spec, camera) is refused, so one dataset never mixes two kinds of
 data.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 from collections import Counter
@@ -40,8 +41,18 @@ from lnn_nav.rollout import (
     SimTimeController,
     expert_for_env,
     make_env,
+    policy_camera,
     run_episode,
 )
+from lnn_nav.sim.camera import CameraConfig
+
+# the camera of every collection whose manifest does not name one
+_LEGACY_CAMERA = {"width": 64, "height": 64, "vfov_rad": math.radians(60.0)}
+
+
+def _camera_identity(camera: CameraConfig) -> dict[str, Any]:
+    """What of the camera decides the frames a policy learns from (JSON-comparable)."""
+    return {"width": camera.width, "height": camera.height, "vfov_rad": float(camera.vfov_rad)}
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,12 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(task: Task, family: str, split: str, expert_cfg: dict[str, Any],
-                 learner_policy: str | None = None) -> None:
+                 camera: dict[str, Any], learner_policy: str | None = None) -> None:
+    from lnn_nav.sim.camera import CameraConfig
+
     # one BLAS/torch thread per worker: the workers themselves are the parallelism
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    env = make_env(task, family, split)
+    env = make_env(task, family, split, camera=CameraConfig(**camera))
     _WORKER["env"] = env
     _WORKER["expert"] = expert_for_env(env, ExpertConfig.from_dict(expert_cfg))
     _WORKER["learner"] = None
@@ -138,6 +151,10 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
         return
     keys = ("task", "family", "split", "noise", "expert", "learner")
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
+    # collections from before the camera was recorded all used this one
+    if old.get("camera", _LEGACY_CAMERA) != produced_by["camera"]:
+        old.setdefault("camera", _LEGACY_CAMERA)
+        diff.append("camera")
     # a manifest from before these keys existed came from an older generator / expert
     diff += [k for k in ("scenes", "expert_version") if old.get(k) != produced_by[k]]
     if diff:
@@ -161,6 +178,7 @@ def collect(
     learner_policy: str | Path | None = None,
     beta: float = 1.0,
     rng_stream: int = 0,
+    camera: CameraConfig | None = None,
     progress: bool = True,
 ) -> CollectSummary:
     """Fly the expert on scenes of (family, split) and write the episodes to out_dir.
@@ -172,6 +190,9 @@ def collect(
     learner_policy: a saved NavPolicy flown (through PolicyController) with
         probability 1 - beta per step, while the expert labels every frame:
         the rollouts of a DAgger round. rng_stream separates their draws.
+    camera: the onboard camera, None for the learner's (`policy_camera`) when a
+        learner flies, else the environment's default. A learner must be given
+        frames from the camera it was trained behind.
     Returns a summary; the manifest is rewritten even when interrupted.
     """
     if task not in TASKS:
@@ -194,15 +215,22 @@ def collect(
         "scenes": _scene_identity(family),
         "expert_version": BEHAVIOUR_VERSION,
     }
+    learner_camera = None
     if learner_policy is not None:
-        from lnn_nav.models.policy import NavPolicy
+        from lnn_nav.models.policy import NavPolicy, PolicyConfig
 
         info = NavPolicy.file_info(learner_policy)
+        learner_camera = policy_camera(PolicyConfig.from_dict(info["config"]))
+        if camera is not None and _camera_identity(camera) != _camera_identity(learner_camera):
+            raise ValueError(
+                f"camera={_camera_identity(camera)} but the learner {learner_policy} takes frames "
+                f"of {_camera_identity(learner_camera)}: expected the learner's camera (or None)")
         produced_by["learner"] = {"policy": str(learner_policy), "beta": float(beta),
                                   "rng_stream": int(rng_stream),
                                   "weights_sha256": info.get("weights_sha256")}
     elif beta != 1.0:
         raise ValueError(f"beta={beta}: without a learner_policy the expert must fly (beta=1)")
+    produced_by["camera"] = _camera_identity(camera or learner_camera or CameraConfig())
     _check_same_settings(out, produced_by)
     removed = remove_partial_files(out)
     present = {p.name for p in episodes_on_disk(out)}
@@ -212,8 +240,8 @@ def collect(
     done = 0
     try:
         for seed, termination, n in _run_jobs(task, family, split, todo, noise_cfg, expert_cfg,
-                                              out, workers, progress, learner_policy, beta,
-                                              rng_stream):
+                                              produced_by["camera"], out, workers, progress,
+                                              learner_policy, beta, rng_stream):
             terminations[termination] += 1
             steps += n
             done += 1
@@ -224,8 +252,8 @@ def collect(
 
 
 def _run_jobs(task: Task, family: str, split: str, seeds: list[int], noise: NoiseConfig,
-              expert_cfg: ExpertConfig, out: Path, workers: int, progress: bool,
-              learner_policy: str | Path | None = None, beta: float = 1.0,
+              expert_cfg: ExpertConfig, camera: dict[str, Any], out: Path, workers: int,
+              progress: bool, learner_policy: str | Path | None = None, beta: float = 1.0,
               rng_stream: int = 0) -> Iterator[tuple[int, str, int]]:
     from tqdm import tqdm
 
@@ -237,7 +265,7 @@ def _run_jobs(task: Task, family: str, split: str, seeds: list[int], noise: Nois
         if not jobs:
             return
         if workers == 1:
-            _worker_init(task, str(family), split, expert_cfg.to_dict(), learner)
+            _worker_init(task, str(family), split, expert_cfg.to_dict(), camera, learner)
             try:
                 for job in jobs:
                     result = _worker_run(job)
@@ -251,7 +279,7 @@ def _run_jobs(task: Task, family: str, split: str, seeds: list[int], noise: Nois
         # spawn, not fork: PyBullet and torch state must not be copied into children
         ctx = mp.get_context("spawn")
         with ctx.Pool(min(workers, len(jobs)), initializer=_worker_init,
-                      initargs=(task, str(family), split, expert_cfg.to_dict(), learner)) as pool:
+                      initargs=(task, str(family), split, expert_cfg.to_dict(), camera, learner)) as pool:
             for result in pool.imap_unordered(_worker_run, jobs):
                 counts[result[1]] += 1
                 bar.set_postfix(counts, refresh=False)

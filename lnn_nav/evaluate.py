@@ -217,21 +217,25 @@ class Condition:
             d["sensor"]["frame_drop_prob"] = float(self.frame_drop_prob)
         return FamilySpec.from_dict(d, source=f"condition {self.name}")
 
-    def env_config(self, time_limit_s: float | None) -> Any:
-        """The task config: the simulator at `control_hz`; `time_limit_s` None = the family's."""
+    def env_config(self, time_limit_s: float | None, camera: Any = None) -> Any:
+        """The task config: the simulator at `control_hz` behind `camera` (a
+        CameraConfig, None for the default); `time_limit_s` None = the family's."""
+        from lnn_nav.sim.camera import CameraConfig
         from lnn_nav.sim.envs import FlyToTargetConfig, FollowTargetConfig
         from lnn_nav.sim.quadsim import QuadSimConfig
 
         cls = FlyToTargetConfig if self.task == "fly" else FollowTargetConfig
-        return cls(sim=QuadSimConfig(physics_hz=PHYSICS_HZ, control_hz=self.control_hz),
-                   time_limit_s=time_limit_s)
+        sim = QuadSimConfig(physics_hz=PHYSICS_HZ, control_hz=self.control_hz,
+                            camera=camera or CameraConfig())
+        return cls(sim=sim, time_limit_s=time_limit_s)
 
-    def make_env(self, time_limit_s: float | None = None) -> Any:
-        """A gymnasium environment for this condition (via `lnn_nav.rollout.make_env`)."""
+    def make_env(self, time_limit_s: float | None = None, camera: Any = None) -> Any:
+        """A gymnasium environment for this condition (via `lnn_nav.rollout.make_env`),
+        behind `camera` (None: the default camera)."""
         from lnn_nav.rollout import make_env
 
         return make_env(self.task, self.family_spec(), self.split,
-                        config=self.env_config(time_limit_s))
+                        config=self.env_config(time_limit_s, camera))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -496,9 +500,11 @@ class _EpisodeRunner:
 
     def __init__(self, policy_path: str, time_limit_s: float | None) -> None:
         from lnn_nav.models.policy import NavPolicy
-        from lnn_nav.rollout import SimTimeController
+        from lnn_nav.rollout import SimTimeController, policy_camera
 
-        self.learner = SimTimeController(NavPolicy.load(policy_path))
+        policy = NavPolicy.load(policy_path)
+        self.learner = SimTimeController(policy)
+        self.camera = policy_camera(policy)
         self.time_limit_s = time_limit_s
         self._cond: Condition | None = None
         self._env: Any = None
@@ -509,7 +515,7 @@ class _EpisodeRunner:
 
         if cond != self._cond:
             self.close()
-            self._env = cond.make_env(self.time_limit_s)
+            self._env = cond.make_env(self.time_limit_s, self.camera)
             self._expert = expert_for_env(self._env)
             self._cond = cond
         return self._env, self._expert

@@ -169,15 +169,42 @@ class CommandNoise:
         return fade * self._x
 
 
-def make_env(task: Task, family: str, split: str, **kwargs: Any) -> Any:
-    """The gymnasium environment of a task ("fly" or "follow") on a family and split."""
+def make_env(task: Task, family: str, split: str, camera: Any = None, **kwargs: Any) -> Any:
+    """The gymnasium environment of a task ("fly" or "follow") on a family and split.
+
+    camera: a `CameraConfig` replacing the one of the task config (passed as
+    `config=` or the task's default), e.g. `policy_camera(policy)`; None keeps it."""
+    import dataclasses
+
     import gymnasium as gym
 
     import lnn_nav.sim  # noqa: F401  (registers the ids)
+    from lnn_nav.sim.envs import FlyToTargetConfig, FollowTargetConfig
 
     if task not in ENV_IDS:
         raise ValueError(f"task={task!r}: expected one of {sorted(ENV_IDS)}")
+    if camera is not None:
+        cls = FlyToTargetConfig if task == "fly" else FollowTargetConfig
+        config = kwargs.get("config")
+        if config is None:
+            config = cls()
+        elif isinstance(config, dict):
+            config = cls.from_dict(config)
+        kwargs["config"] = dataclasses.replace(
+            config, sim=dataclasses.replace(config.sim, camera=camera))
     return gym.make(ENV_IDS[task], family=family, split=split, **kwargs)
+
+
+def policy_camera(policy: Any) -> Any:
+    """The `CameraConfig` whose frames `policy` (a NavPolicy, or its PolicyConfig
+    or EncoderConfig) takes: its image size and field of view on the default
+    mounting."""
+    from lnn_nav.sim.camera import CameraConfig
+
+    enc = getattr(policy, "config", policy)
+    enc = getattr(enc, "encoder", enc)
+    h, w = enc.image_size
+    return CameraConfig(width=w, height=h, vfov_rad=enc.vfov_rad)
 
 
 def env_task(env: Any) -> Task:

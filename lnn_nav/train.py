@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +40,9 @@ from lnn_nav.augment import AugmentConfig, augment_window
 from lnn_nav.aux_targets import BEARING_OUTPUTS, target_bearing
 from lnn_nav.data import Episode
 from lnn_nav.expert import ExpertConfig
+from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.heads import LTCTrainability
+from lnn_nav.rollout import policy_camera
 from lnn_nav.sim.camera import CameraConfig
 
 CONV_PRECISIONS = ("auto", "float32", "bfloat16")
@@ -191,7 +193,8 @@ class WindowSampler:
     needed), so the start of flight, where the search happens, is covered.
     """
 
-    def __init__(self, episodes: list[Episode], cfg: BCConfig, command_scale: np.ndarray):
+    def __init__(self, episodes: list[Episode], cfg: BCConfig, command_scale: np.ndarray,
+                 hfov_rad: float = CameraConfig().hfov_rad):
         if not episodes:
             raise ValueError("no episodes to train on: expected at least one demonstration")
         self.episodes = episodes
@@ -200,8 +203,7 @@ class WindowSampler:
         self.scale = np.asarray(command_scale, np.float32)
         self.bearings = None
         if cfg.aux_bearing_weight > 0:
-            hfov = CameraConfig().hfov_rad
-            self.bearings = [target_bearing(e, hfov) for e in episodes]
+            self.bearings = [target_bearing(e, hfov_rad) for e in episodes]
         lengths = np.array([len(e) for e in episodes])
         # Each valid start position of each episode is equally likely.
         self.starts_per_episode = np.maximum(lengths - cfg.window, 1)
@@ -409,14 +411,15 @@ def train_bc(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / f"checkpoint_{phase}.pt"
     scale = policy.limits.scale()
+    hfov = policy.config.encoder.hfov_rad
     on_policy = list(on_policy_episodes or [])
     sampler: WindowSampler | MixedSampler
     if on_policy and on_policy_fraction > 0:
-        sampler = MixedSampler(WindowSampler(train_episodes, cfg, scale),
-                               WindowSampler(on_policy, cfg, scale), on_policy_fraction)
+        sampler = MixedSampler(WindowSampler(train_episodes, cfg, scale, hfov),
+                               WindowSampler(on_policy, cfg, scale, hfov), on_policy_fraction)
     else:
-        sampler = WindowSampler(train_episodes + on_policy, cfg, scale)
-    val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale)
+        sampler = WindowSampler(train_episodes + on_policy, cfg, scale, hfov)
+    val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale, hfov)
     val_batch = val_sampler.draw(np.random.default_rng(seed + 1_000_003), cfg.val_windows, augment=False)
 
     if cfg.lr is not None:
@@ -613,6 +616,11 @@ class TrainConfig:
     """The expert that flies the demonstrations and labels the DAgger rollouts; a
     YAML mapping overrides single fields, e.g. `expert: {margin: 0.4}`. A
     non-default expert collects into its own data directories."""
+    encoder: dict[str, Any] = field(default_factory=dict)
+    """Changes to the default encoder (`EncoderConfig` fields but seed), e.g.
+    `encoder: {image_size: [64, 96], vfov_rad: 1.176}`. Its image size and field of
+    view are the camera every collection and rollout of the run is flown behind;
+    another camera than the default collects into its own data directories."""
 
     def __post_init__(self) -> None:
         from lnn_nav.models.heads import HEAD_KINDS
@@ -639,6 +647,17 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ltc={self.ltc!r}: expected a mapping of LTCTrainability fields")
         if self.head != "ltc" and self.ltc != LTCTrainability():
             raise ValueError(f"TrainConfig.ltc is set but head={self.head!r}: it applies to the ltc head only")
+        if not isinstance(self.encoder, dict) or "seed" in self.encoder:
+            raise ValueError(f"TrainConfig.encoder={self.encoder!r}: expected a mapping of EncoderConfig "
+                             "fields other than seed (the run's seed sets it)")
+        self.encoder_config()  # fails now, with the bad key or value named, not after collection
+
+    def encoder_config(self) -> EncoderConfig:
+        """The run's encoder: the default one with `encoder`'s changes."""
+        from lnn_nav.models.policy import default_encoder_config
+
+        base = default_encoder_config(self.seed).to_dict()
+        return EncoderConfig.from_dict({**base, **self.encoder})
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -676,22 +695,24 @@ class TrainConfig:
         return cls.from_dict(d, source=str(path))
 
 
-def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None, aux_outputs: int = 0):
+def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None, aux_outputs: int = 0,
+                encoder: EncoderConfig | None = None):
     """A fresh policy: the default LTC-NCP (with `ltc` as its head's initialisation,
     None for the defaults), or a baseline head at the same budget; with
-    `aux_outputs` extra head outputs for auxiliary targets."""
+    `aux_outputs` extra head outputs for auxiliary targets; `encoder` None for
+    the default encoder."""
     from dataclasses import replace
 
     from lnn_nav.models.policy import NavPolicy, baseline_policy_config, default_policy_config
 
     if head == "ltc":
-        cfg = default_policy_config(seed, aux_outputs)
+        cfg = default_policy_config(seed, aux_outputs, encoder)
         if ltc is not None:
             cfg = replace(cfg, head=replace(cfg.head, ltc=ltc))
     elif ltc is not None:
         raise ValueError(f"ltc initialisation given for head={head!r}: it applies to the ltc head only")
     else:
-        cfg = baseline_policy_config(head, seed, aux_outputs=aux_outputs)
+        cfg = baseline_policy_config(head, seed, aux_outputs=aux_outputs, encoder=encoder)
     torch.manual_seed(seed)
     return NavPolicy(cfg)
 
@@ -703,6 +724,9 @@ def _demo_dir(cfg: TrainConfig, split: str, episodes: int, noise: float) -> Path
         # collect refuses a directory of another expert's episodes, so each gets its own
         digest = hashlib.sha256(json.dumps(cfg.expert.to_dict(), sort_keys=True).encode()).hexdigest()
         name += f"-expert{digest[:8]}"
+    camera = policy_camera(cfg.encoder_config())
+    if camera != CameraConfig():
+        name += f"-cam{camera.height}x{camera.width}v{math.degrees(camera.vfov_rad):.1f}"
     return Path(cfg.data_dir) / name
 
 
@@ -738,17 +762,19 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
 
     demo = _demo_dir(cfg, "train", cfg.demo_episodes, cfg.demo_noise)
     val = _demo_dir(cfg, "val", cfg.val_episodes, 0.0)
+    encoder = cfg.encoder_config()
+    camera = policy_camera(encoder)
     collect(cfg.family, "train", cfg.demo_episodes, demo, noise=cfg.demo_noise,
-            workers=cfg.workers, expert_config=cfg.expert, progress=progress)
+            workers=cfg.workers, expert_config=cfg.expert, camera=camera, progress=progress)
     collect(cfg.family, "val", cfg.val_episodes, val, noise=0.0, workers=cfg.workers,
-            expert_config=cfg.expert, progress=progress)
+            expert_config=cfg.expert, camera=camera, progress=progress)
     timings["collect_s"] = timings.get("collect_s", 0.0) + time.perf_counter() - t0
     # written once the data is there: a collection refused for its settings leaves
     # no run behind that would need --resume
     atomic_write_json(cfg_path, cfg.to_dict())
 
     policy = make_policy(cfg.head, cfg.seed, cfg.ltc if cfg.head == "ltc" else None,
-                         BEARING_OUTPUTS if cfg.bc.aux_bearing_weight > 0 else 0)
+                         BEARING_OUTPUTS if cfg.bc.aux_bearing_weight > 0 else 0, encoder)
     train_eps = load_dataset([demo])
     val_eps = load_dataset([val])
     phases = [("bc", cfg.bc)] + [
@@ -771,7 +797,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
             roll_dir = out / f"rollouts_{phase}"
             first = cfg.demo_episodes + (r - 1) * cfg.dagger.episodes_per_round
             collect(cfg.family, "train", list(range(first, first + cfg.dagger.episodes_per_round)),
-                    roll_dir, workers=cfg.workers, expert_config=cfg.expert, progress=progress,
+                    roll_dir, workers=cfg.workers, expert_config=cfg.expert, camera=camera,
+                    progress=progress,
                     learner_policy=learner_path, beta=cfg.dagger.beta(r), rng_stream=r)
             timings[f"rollouts_{phase}_s"] = time.perf_counter() - t1
             rollout_eps = rollout_eps + load_dataset([roll_dir])

@@ -34,7 +34,7 @@ import torch
 
 from lnn_nav.command import VelocityCommand
 from lnn_nav.models.policy import NavPolicy
-from lnn_nav.rollout import SimTimeController, make_env
+from lnn_nav.rollout import SimTimeController, make_env, policy_camera
 
 
 def obstacle_gaps(pos_w: np.ndarray, cylinders: np.ndarray, spheres: np.ndarray,
@@ -86,7 +86,7 @@ def target_pixel_count(image: np.ndarray, target_rgb: np.ndarray) -> int:
 
 def replay(policy: NavPolicy, family: str, split: str, seed: int) -> dict:
     """Fly scene `seed` as `lnn-nav eval` does and describe the episode."""
-    env = make_env("fly", family, split)
+    env = make_env("fly", family, split, camera=policy_camera(policy))
     try:
         base = env.unwrapped
         # the environment's own vehicle and camera, so a changed config is read right

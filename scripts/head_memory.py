@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ import torch
 from lnn_nav.expert import ExpertConfig
 from lnn_nav.models.heads import DEFAULT_DT_S
 from lnn_nav.models.policy import NavPolicy
-from lnn_nav.rollout import expert_for_env, make_env, run_episode
+from lnn_nav.rollout import expert_for_env, make_env, policy_camera, run_episode
 
 DT = DEFAULT_DT_S
 SPIN_RATE = ExpertConfig().search_yaw_rate  # rad/s, the turn of the expert's search
@@ -53,10 +54,11 @@ def target_pixels(frames: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     return near_colour(frames, rgb).sum(axis=(1, 2))
 
 
-def spin_frames(scene: int, steps: int = 150) -> tuple[np.ndarray, np.ndarray]:
-    """Frames of the drone spinning on the spot on forest/val scene `scene`, and
-    the target's rendered colour (uint8 RGB, from an expert flight to it)."""
-    env = make_env("fly", "forest", "val")
+def spin_frames(scene: int, camera: Any, steps: int = 150) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of the drone spinning on the spot on forest/val scene `scene` behind
+    `camera` (a CameraConfig), and the target's rendered colour (uint8 RGB, from an
+    expert flight to it)."""
+    env = make_env("fly", "forest", "val", camera=camera)
     try:
         episode = run_episode(env, scene, expert_for_env(env))
         colour_rgb = np.asarray(env.unwrapped.scene.target_rgba[:3])
@@ -101,7 +103,12 @@ def main() -> None:
     if not 1 <= args.blob <= 16:
         parser.error(f"--blob {args.blob}: expected a size of 1 to 16 pixels")
     torch.set_num_threads(1)
-    frames, colour = spin_frames(args.scene)
+    policies = {path: NavPolicy.load(path) for path in args.policies}
+    cameras = {path: policy_camera(p) for path, p in policies.items()}
+    if len(set(cameras.values())) > 1:
+        parser.error(f"the policies were trained behind different cameras {cameras}: "
+                     "expected one camera, so that they see the same frames")
+    frames, colour = spin_frames(args.scene, next(iter(cameras.values())))
     hidden = np.nonzero(target_pixels(frames, colour / 255.0) == 0)[0]
     # a stretch of 60 frames without the target, after the spin has settled
     start = next((int(t) for t in hidden if t >= 30 and np.all(np.isin(np.arange(t, t + 60), hidden))), None)
@@ -111,8 +118,7 @@ def main() -> None:
     clip = frames[start:start + 60]
     onset = 20
     summary = {}
-    for path in args.policies:
-        policy = NavPolicy.load(path)
+    for path, policy in policies.items():
         policy.eval()
         with torch.no_grad():
             feats = policy.encoder(torch.from_numpy(frames[::30]))

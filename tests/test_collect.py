@@ -258,3 +258,52 @@ def test_cli_collect_reports_a_bad_split(tmp_path, capsys):
     assert rc == 2
     assert "nope" in capsys.readouterr().err
 
+
+
+def test_collection_records_its_camera_and_refuses_another(tmp_path):
+    from lnn_nav.sim.camera import CameraConfig
+
+    wide = CameraConfig(width=48, height=32, vfov_rad=1.0)
+    collect("forest", "train", [0], tmp_path, camera=wide, progress=False)
+    (ep,) = data.load_dataset([tmp_path])
+    assert ep.frames.shape[1:] == (32, 48, 3)
+    assert data.read_manifest(tmp_path)["produced_by"]["camera"] == {
+        "width": 48, "height": 32, "vfov_rad": 1.0}
+    with pytest.raises(ValueError, match="camera"):
+        collect("forest", "train", [0, 1], tmp_path, progress=False)  # the default camera
+
+
+def test_collection_without_a_recorded_camera_counts_as_the_old_default(tmp_path):
+    import math
+
+    from lnn_nav.sim.camera import CameraConfig
+
+    collect("forest", "train", [0], tmp_path, progress=False)
+    manifest = data.read_manifest(tmp_path)
+    del manifest["produced_by"]["camera"]
+    data.write_manifest(tmp_path, manifest["produced_by"])
+    old = CameraConfig(width=64, height=64, vfov_rad=math.radians(60.0))
+    collect("forest", "train", [0, 1], tmp_path, camera=old, progress=False)
+    with pytest.raises(ValueError, match="camera"):
+        collect("forest", "train", [0, 1], tmp_path, camera=CameraConfig(width=32, height=32),
+                progress=False)
+
+
+def test_a_learner_flies_behind_its_own_camera(tmp_path):
+    from lnn_nav.models.encoder import EncoderConfig
+    from lnn_nav.models.policy import NavPolicy, default_policy_config
+    from lnn_nav.sim.camera import CameraConfig
+
+    enc = EncoderConfig(image_size=(32, 48), vfov_rad=0.9, keypoints=8)
+    path = NavPolicy(default_policy_config(0, encoder=enc)).save(tmp_path / "p.pt")
+    out = tmp_path / "roll"
+    collect("forest", "train", [0], out, learner_policy=path, beta=0.0, progress=False)
+    assert data.load_dataset([out])[0].frames.shape[1:] == (32, 48, 3)
+    assert data.read_manifest(out)["produced_by"]["camera"]["vfov_rad"] == 0.9
+    with pytest.raises(ValueError, match="learner"):
+        collect("forest", "train", [1], tmp_path / "other", learner_policy=path, beta=0.0,
+                camera=CameraConfig(), progress=False)
+    # the CLI takes the camera from a policy file
+    assert cli_main(["collect", "--family", "forest", "--split", "train", "--episodes", "1",
+                     "--out", str(tmp_path / "cli"), "--camera-of", str(path), "--quiet"]) == 0
+    assert data.load_dataset([tmp_path / "cli"])[0].frames.shape[1:] == (32, 48, 3)

@@ -62,6 +62,19 @@ def test_config_round_trip_and_validation():
     assert enc(torch.zeros(3, 48, 64, 3, dtype=torch.uint8)).shape == (3, 20)
 
 
+def test_field_of_view_is_checked_and_old_files_read_as_60_degrees():
+    import math
+
+    cfg = EncoderConfig(image_size=(64, 96), vfov_rad=2 * math.atan(2 / 3))
+    assert math.degrees(cfg.hfov_rad) == pytest.approx(90.0)
+    old = cfg.to_dict()
+    del old["vfov_rad"]
+    assert EncoderConfig.from_dict(old).vfov_rad == pytest.approx(math.radians(60.0))
+    for bad in (0.0, math.pi, -1.0, True, "wide"):
+        with pytest.raises(ValueError, match="vfov_rad"):
+            EncoderConfig(vfov_rad=bad)
+
+
 def test_same_seed_same_weights():
     a, b = CNNEncoder(EncoderConfig(seed=7)), CNNEncoder(EncoderConfig(seed=7))
     c = CNNEncoder(EncoderConfig(seed=8))

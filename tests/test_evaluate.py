@@ -379,3 +379,15 @@ def test_an_episode_does_not_depend_on_the_scenes_flown_before() -> None:
         outcomes.append((ep.termination, len(ep),
                          hashlib.sha256(np.ascontiguousarray(ep.pos_w).tobytes()).hexdigest()))
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_policy_is_flown_behind_the_camera_it_was_trained_behind(tmp_path: Path) -> None:
+    from lnn_nav.models.encoder import EncoderConfig
+    from lnn_nav.models.policy import NavPolicy, default_policy_config
+
+    enc = EncoderConfig(image_size=(32, 48), vfov_rad=0.9, keypoints=8)
+    path = NavPolicy(default_policy_config(0, encoder=enc)).save(tmp_path / "wide.pt")
+    cfg = EvalConfig(episodes=1, time_limit_s=0.5, video_episodes=1, progress=False)
+    run, _ = evaluate(path, [single_condition("forest", "unseen")], cfg, tmp_path / "out")
+    (result,) = run.results
+    assert len(result.episodes) == 1 and result.episodes[0].frames.shape[1:] == (32, 48, 3)

@@ -383,3 +383,40 @@ def test_shipped_training_configs_load(path):
 
     cfg = TrainConfig.from_yaml(path)
     assert (ENVS_DIR / f"{cfg.family}.yaml").is_file(), cfg.family
+
+
+def test_encoder_changes_reach_the_policy_and_its_camera(tmp_path, monkeypatch):
+    import lnn_nav.collect
+    from lnn_nav.sim.camera import CameraConfig
+
+    cfg = TrainConfig(encoder={"image_size": [48, 80], "vfov_rad": 1.0}, data_dir=str(tmp_path / "d"),
+                      out=str(tmp_path / "run"))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    enc = cfg.encoder_config()
+    assert enc.image_size == (48, 80) and enc.vfov_rad == 1.0 and enc.seed == cfg.seed
+    policy = make_policy(cfg.head, cfg.seed, encoder=enc)
+    assert policy.config.encoder == enc
+    assert make_policy("gru", 0, encoder=enc).config.encoder.image_size == (48, 80)
+    # another camera collects into directories of its own
+    default = TrainConfig(data_dir=cfg.data_dir)
+    assert _demo_dir(cfg, "train", 700, 0.3).name == "forest-train-n700-noise0.3-cam48x80v57.3"
+
+    cameras = []
+
+    def fake_collect(family, split, episodes, out_dir, **kw):
+        cameras.append(kw["camera"])
+        if len(cameras) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(lnn_nav.collect, "collect", fake_collect)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    assert cameras == [CameraConfig(width=80, height=48, vfov_rad=1.0)] * 2
+    assert _demo_dir(default, "train", 700, 0.3) != _demo_dir(cfg, "train", 700, 0.3)
+
+    with pytest.raises(ValueError, match="image_sise"):
+        TrainConfig(encoder={"image_sise": [48, 80]})
+    with pytest.raises(ValueError, match="vfov_rad"):
+        TrainConfig(encoder={"vfov_rad": 4.0})
+    with pytest.raises(ValueError, match="seed"):
+        TrainConfig(encoder={"seed": 3})

@@ -9,9 +9,16 @@ from lnn_nav.expert import TASKS
 
 
 def run(args: argparse.Namespace) -> int:
+    camera = None
+    if args.camera_of is not None:
+        from lnn_nav.models.policy import NavPolicy, PolicyConfig
+        from lnn_nav.rollout import policy_camera
+
+        camera = policy_camera(PolicyConfig.from_dict(NavPolicy.file_info(args.camera_of)["config"]))
     summary = collect(
         args.family, args.split, args.episodes, args.out,
-        noise=args.noise, workers=args.workers, task=args.task, progress=not args.quiet,
+        noise=args.noise, workers=args.workers, task=args.task, camera=camera,
+        progress=not args.quiet,
     )
     terms = ", ".join(f"{k} {v}" for k, v in sorted(summary.terminations.items())) or "none"
     print(
@@ -35,5 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DART noise std on the flown command, fraction of the command limits (default 0)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--task", choices=TASKS, default="fly", help="fly (FlyToTarget) or follow (FollowTarget)")
+    p.add_argument("--camera-of", metavar="POLICY", default=None,
+                   help="fly behind the camera (image size, field of view) this policy file takes "
+                   "frames from (default: the environment's default camera)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

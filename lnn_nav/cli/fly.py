@@ -13,6 +13,9 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.bridges.mavlink import fly_mavlink
     from lnn_nav.controller import PolicyController
     from lnn_nav.models.policy import NavPolicy
+    from lnn_nav.rollout import policy_camera
+    from lnn_nav.sim.envs import FlyToTargetConfig
+    from lnn_nav.sim.quadsim import QuadSimConfig
 
     config = BridgeConfig(
         rate_hz=args.rate_hz,
@@ -31,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if controller.image_shape is None:
         raise ValueError(f"policy {args.policy} declares no image size")
     h, w, _ = controller.image_shape
-    env_kwargs = {"family": args.family, "split": args.split}
+    # the simulated camera is the one the policy was trained behind
+    env_kwargs = {"family": args.family, "split": args.split,
+                  "config": FlyToTargetConfig(sim=QuadSimConfig(camera=policy_camera(policy)))}
     camera = open_camera(args.camera, (h, w), seed=args.seed, env_kwargs=env_kwargs, loop=args.loop)
     try:
         report = fly_mavlink(controller, camera, args.connect, config)

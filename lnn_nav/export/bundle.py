@@ -287,17 +287,16 @@ def record_sim_frames(
     """Fly `policy` closed-loop in the simulator through `PolicyController` and
     return the frames it saw, (T, H, W, 3) uint8, and their dt, (T,) s.
     An episode that ends before `steps` frames continues with the next seed."""
-    import gymnasium as gym
     import numpy as np
 
-    import lnn_nav.sim  # noqa: F401  (registers the environments)
     from lnn_nav.controller import PolicyController
+    from lnn_nav.rollout import make_env, policy_camera
 
     if steps < 1:
         raise ValueError(f"steps={steps}: expected >= 1")
     import torch
 
-    env = gym.make("lnn_nav/FlyToTarget-v0", family=family, split=split)
+    env = make_env("fly", family, split, camera=policy_camera(policy))
     threads = torch.get_num_threads()
     # one frame per step: a second intra-op thread only adds contention
     # (measured 10x slower per frame on a busy 2-core machine)
@@ -482,6 +481,10 @@ def export_bundle(
             "channel_order": "RGB",
             "layout": "HWC",
             "dtype": "uint8",
+            # the pixels a policy was trained on cover this much of the world: a
+            # camera with another field of view must be cropped or resized to it
+            "vfov_rad": float(policy.config.encoder.vfov_rad),
+            "hfov_rad": float(policy.config.encoder.hfov_rad),
             "normalisation": _normalisation_doc(policy.encoder),
         },
         "control": {"dt_s": DEFAULT_DT_S, "rate_hz": 1.0 / DEFAULT_DT_S,

@@ -41,6 +41,12 @@ class EncoderConfig:
 
     image_size: tuple[int, int] = (64, 64)
     """(H, W) pixels of the frames it takes."""
+    vfov_rad: float = math.radians(60.0)
+    """rad, vertical field of view of the camera whose frames it takes (square
+    pixels, so the horizontal one follows from the aspect ratio). The pixels alone
+    do not say how wide the world they show is; a policy flown behind another
+    field of view than it was trained on sees obstacles at the wrong bearings.
+    Files written before this field existed were all trained at 60 deg."""
     channels: tuple[int, int, int] = (16, 32, 48)
     """output channels of the three conv layers (strides 2, 2, 1)."""
     keypoints: int = 56
@@ -57,6 +63,10 @@ class EncoderConfig:
         if len(size) != 2 or not all(isinstance(v, int) and v >= 16 for v in size):
             raise ValueError(f"image_size={self.image_size!r}: expected (H, W), each an integer >= 16")
         object.__setattr__(self, "image_size", size)
+        v = self.vfov_rad
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.pi:
+            raise ValueError(f"vfov_rad={v!r}: expected an angle in (0, pi) rad")
+        object.__setattr__(self, "vfov_rad", float(v))
         chans = tuple(self.channels)
         if len(chans) != 3 or not all(isinstance(c, int) and c >= 1 for c in chans):
             raise ValueError(f"channels={self.channels!r}: expected 3 integers >= 1")
@@ -69,6 +79,12 @@ class EncoderConfig:
             raise ValueError(f"presence={self.presence!r}: expected True or False")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed={self.seed!r}: expected an integer in [0, 2**32)")
+
+    @property
+    def hfov_rad(self) -> float:
+        """rad, horizontal field of view of its frames: 2 atan((W/H) tan(vfov/2))."""
+        h, w = self.image_size
+        return 2.0 * math.atan(w / h * math.tan(0.5 * self.vfov_rad))
 
     @property
     def feature_size(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import platform
 from dataclasses import dataclass, field, fields
@@ -126,16 +127,18 @@ def default_wiring(input_size: int | None = None, seed: int = 22222) -> Any:
     return AutoNCP(feature_size, DEFAULT_UNITS, 4, sparsity_level=0.5, seed=seed)
 
 
-def default_policy_config(seed: int = 0, aux_outputs: int = 0) -> PolicyConfig:
+def default_policy_config(seed: int = 0, aux_outputs: int = 0,
+                          encoder: EncoderConfig | None = None) -> PolicyConfig:
     """The default policy: spatial-softmax CNN with presence (120 features) +
     34-neuron NCP LTC head.
 
     LTC dense count 3N + 4N^2 + 4FN + 2F + 2O = 21,294 with N=34, F=120, O=4
     (the paper's head: 22,398 on 128 features). `aux_outputs` adds that many
     motor neurons (so the inter and command layers keep 18 and 12) whose
-    outputs only training reads.
+    outputs only training reads. `encoder` replaces the default encoder (the head's
+    input size follows it).
     """
-    enc = default_encoder_config(seed)
+    enc = encoder or default_encoder_config(seed)
     return PolicyConfig(
         encoder=enc,
         head=HeadConfig(kind="ltc", input_size=enc.feature_size, output_size=COMMAND_SIZE + aux_outputs,
@@ -145,14 +148,14 @@ def default_policy_config(seed: int = 0, aux_outputs: int = 0) -> PolicyConfig:
 
 
 def baseline_policy_config(kind: str, seed: int = 0, budget: int | None = None,
-                           aux_outputs: int = 0) -> PolicyConfig:
-    """A policy with the default encoder and a `kind` head sized to the default LTC's
-    dense count (or `budget`), the way baselines are compared."""
+                           aux_outputs: int = 0, encoder: EncoderConfig | None = None) -> PolicyConfig:
+    """A policy with the default encoder (or `encoder`) and a `kind` head sized to
+    the LTC's dense count on that encoder (or `budget`), the way baselines are compared."""
     if kind not in HEAD_KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {HEAD_KINDS}")
-    enc = default_encoder_config(seed)
+    enc = encoder or default_encoder_config(seed)
     if kind == "ltc" and budget is None:
-        return default_policy_config(seed, aux_outputs)
+        return default_policy_config(seed, aux_outputs, enc)
     outputs = COMMAND_SIZE + aux_outputs
     target = budget if budget is not None else ltc_dense_count(
         enc.feature_size, DEFAULT_UNITS + aux_outputs, outputs)
@@ -265,7 +268,8 @@ class NavPolicy(nn.Module):
         enc, head = self.config.encoder, self.config.head
         lines = [
             (
-                f"encoder: CNN {enc.image_size[0]}x{enc.image_size[1]} RGB uint8, channels "
+                f"encoder: CNN {enc.image_size[0]}x{enc.image_size[1]} RGB uint8 "
+                f"({math.degrees(enc.hfov_rad):.0f} x {math.degrees(enc.vfov_rad):.0f} deg field of view), channels "
                 f"{list(enc.channels)}, {enc.keypoints} keypoints, {enc.pooling}"
                 f"{' + presence' if enc.presence else ''} -> "
                 f"{enc.feature_size} features, {counts['encoder']:,} parameters"
