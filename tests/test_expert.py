@@ -95,6 +95,7 @@ def test_config_round_trip():
 @pytest.mark.parametrize("key,value", [
     ("cruise_speed", 0.0), ("grid_resolution", -0.1), ("margin", -0.01),
     ("fov_half", float("nan")), ("view_margin", 1.0), ("soft_weight", True), ("search_side", "right"),
+    ("pass_side_bias", -0.5),
 ])
 def test_config_rejects_bad_values(key, value):
     with pytest.raises(ValueError, match=key):
@@ -280,6 +281,26 @@ def test_reaches_the_target_through_a_forest(seed):
     obs, start, target, yaw0 = _forest(seed, 100)
     outcome, drone, _ = _fly(obs, start, target, yaw0, bounds=Bounds(-3, -8, 15, 8))
     assert outcome == "success", f"seed {seed}: {outcome} at {drone.p}"
+
+
+def _passing_side(config):
+    """Fly past one trunk a little left of the line to the target; + = passed it on
+    its left (the drone's y where it passes the trunk's x, minus the trunk's y)."""
+    trunk = (4.0, 0.1, 0.3)
+    obs = Obstacles.make(cylinders=[(*trunk, 0.0, 5.0)])
+    expert = Expert(config)
+    drone = KinematicDrone((0.0, 0.0, 1.0), 0.0)
+    target = np.array([8.0, 0.0, 1.0])
+    expert.reset(obs, None, "fly", _state(drone.p, drone.yaw, target))
+    while drone.p[0] < trunk[0]:
+        drone.step(expert.act(_state(drone.p, drone.yaw, target, drone.v), DT), DT)
+    return drone.p[1] - trunk[1]
+
+
+def test_pass_side_bias_moves_a_detour_to_the_left():
+    # without the bias the shorter way round is the right; with it, the left
+    assert _passing_side(ExpertConfig()) < -0.3
+    assert _passing_side(ExpertConfig(pass_side_bias=1.0)) > 0.3
 
 
 def test_keeps_the_target_in_view_after_first_sight():
