@@ -99,6 +99,21 @@ class ExpertConfig:
     shorter by more than that factor: a camera-only learner regressing the commands
     would average a left and a right detour it cannot tell apart into a straight
     line into the trunk, as it averaged searches before they all turned left."""
+    plan_view_range: float = 0.0
+    """m; 0 (the default): plan around every obstacle of the scene, once. > 0: plan
+    only around what the camera has shown -- footprints that overlapped the field
+    of view (`fov_half`) within this range at some step of the episode, and any
+    within `plan_near_radius` of the drone -- and plan again every `replan_period`
+    s. A path bent by trunks never in the picture is a detour a camera-only learner
+    cannot predict: it averages it toward the straight line and under-commands the
+    sideways step (README). Seen obstacles are kept, not forgotten when they leave
+    the picture: a plan of only what is in view now changes with every turn of the
+    camera, and the turn with the plan (the drone dithers on the spot)."""
+    plan_near_radius: float = 1.0
+    """m, obstacles this close to the drone stay in a view-only plan, in the picture
+    or not (those just passed, beside it)."""
+    replan_period: float = 0.25
+    """s, time between plans when planning from the view."""
     vertical_margin: float = 0.3
     """m, obstacles within this height of the flight band count as in the way."""
     grid_resolution: float = 0.2
@@ -160,7 +175,7 @@ class ExpertConfig:
             if not math.isfinite(value):
                 raise ValueError(f"ExpertConfig.{f.name}={value!r}: expected a finite number")
         nonneg = ("margin", "soft_weight", "vertical_margin", "grid_padding", "min_altitude",
-                  "view_margin", "pass_side_bias")
+                  "view_margin", "pass_side_bias", "plan_view_range")
         for f in fields(self):
             if f.name in _WORD_FIELDS:
                 continue
@@ -221,6 +236,17 @@ class Footprints(NamedTuple):
         b = self.boxes
         db = np.hypot(b[:, 0] - xy[0], b[:, 1] - xy[1]) - np.hypot(b[:, 2], b[:, 3])
         return Footprints(c[dc < radius], b[db < radius])
+
+    def shown(self, xy: np.ndarray, yaw: float, half_fov: float, view_range: float) -> np.ndarray:
+        """bool (N,): the circles a camera at `xy` (2,) looking along `yaw` (rad) with
+        a horizontal half field of view `half_fov` (rad) could show within
+        `view_range` m (occlusion ignored)."""
+        c = self.circles
+        centre = np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1])
+        bearing = np.arctan2(c[:, 1] - xy[1], c[:, 0] - xy[0]) - yaw
+        bearing = (bearing + np.pi) % (2.0 * np.pi) - np.pi
+        half_width = np.arcsin(np.clip(c[:, 2] / np.maximum(centre, 1e-9), 0.0, 1.0))
+        return (centre - c[:, 2] < view_range) & (np.abs(bearing) - half_width < half_fov)
 
     def __len__(self) -> int:
         return len(self.circles) + len(self.boxes)
@@ -523,6 +549,8 @@ class Expert:
         self._inflation = self.config.inflation  # m, obstacle inflation of the current plan
         self._approach: np.ndarray | None = None
         self._band: tuple[float, float] = (-math.inf, math.inf)
+        self._since_plan = 0.0  # s since the last plan
+        self._seen: set[tuple[float, float]] = set()  # footprint centres the camera has shown
 
     # ----------------------------------------------------------------- reset
     def reset(self, obstacles: Obstacles, bounds: Bounds | None, task: Task,
@@ -565,6 +593,14 @@ class Expert:
         self._band = (zlo, zhi)
         self._obstacles = self._obstacles3d.footprints(zlo, zhi)
         p = np.asarray(state.pos_w[:2], np.float64)
+        self._plan_obstacles = self._obstacles
+        if cfg.plan_view_range > 0:
+            self._look(state)
+            c = self._obstacles.circles
+            seen = np.array([(x, y) in self._seen for x, y in c[:, :2].tolist()], bool)
+            near = np.hypot(c[:, 0] - p[0], c[:, 1] - p[1]) - c[:, 2] < cfg.plan_near_radius
+            self._plan_obstacles = Footprints(c[seen | near], self._obstacles.boxes)
+        self._since_plan = 0.0
         t = np.asarray(state.target_pos_w[:2], np.float64)
         # Attempts, cheapest first: a grid around drone and goal with the full
         # margin; the whole arena (the way round may lead far out); then less
@@ -595,6 +631,16 @@ class Expert:
         self._planned_target = t.copy()
         self._planned_z = float(state.target_pos_w[2])
 
+    def _look(self, state: PrivilegedState) -> None:
+        """Remember the obstacles the camera shows now (by footprint centre): a plan
+        from the view keeps what it has seen, or each turn of the camera would
+        change the plan, and the plan the turn."""
+        cfg = self.config
+        c = self._obstacles.circles
+        shown = self._obstacles.shown(np.asarray(state.pos_w[:2], np.float64), float(state.yaw),
+                                      cfg.fov_half, cfg.plan_view_range)
+        self._seen.update(map(tuple, c[shown, :2].tolist()))
+
     def _solve_field(self, p: np.ndarray, t: np.ndarray, pad: float,
                      inflation: float) -> CostToGo:
         """A cost-to-go field toward the goal ring over the box around drone p and
@@ -610,7 +656,7 @@ class Expert:
             lo = np.maximum(lo, [b.xmin, b.ymin])
             hi = np.minimum(hi, [b.xmax, b.ymax])
             hi = np.maximum(hi, lo + cfg.grid_resolution)
-        field = CostToGo(self._obstacles, lo, hi, cfg.grid_resolution, self._bounds)
+        field = CostToGo(self._plan_obstacles, lo, hi, cfg.grid_resolution, self._bounds)
         r = np.hypot(field.xs[None, :] - t[0], field.ys[:, None] - t[1])
         # the goal ring: every cell centre within half a cell (and a bit) of the ring
         goal = np.abs(r - ring) <= 0.75 * cfg.grid_resolution
@@ -669,6 +715,11 @@ class Expert:
                 self._plan(state)
         elif not self._inside_field(p[:2]):
             self._plan(state)
+        elif cfg.plan_view_range > 0:
+            self._look(state)
+            self._since_plan += float(dt)
+            if self._since_plan >= cfg.replan_period:
+                self._plan(state)
 
         # --- in view? (hysteresis: enter search when outside the FOV, leave when
         # well inside, so the mode does not chatter at the image border)

@@ -9,6 +9,7 @@ success rates keyed `family/split`.
 
     .venv/bin/python scripts/bench_expert.py [--episodes 200] [--workers 2]
         [--task fly|follow] [--families forest forest-autumn ...]
+        [--expert '{"plan_view_range": 6.0}']   (ExpertConfig fields)
 
 Target (issue 4): success >= 97% on each family/split.
 """
@@ -24,7 +25,7 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from lnn_nav.expert import TASKS
+from lnn_nav.expert import TASKS, ExpertConfig
 from lnn_nav.metrics import wilson_interval
 from lnn_nav.rollout import expert_for_env, make_env, run_episode
 from lnn_nav.sim.scenes import load_family, shipped_families
@@ -58,8 +59,8 @@ def _init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _job(job: tuple[str, str, str, int]) -> tuple[str, str, int, str, int, float, int]:
-    task, family, split, seed = job
+def _job(job: tuple[str, str, str, int, dict[str, Any]]) -> tuple[str, str, int, str, int, float, int]:
+    task, family, split, seed, expert_fields = job
     key = (task, family, split)
     if key not in _ENVS:
         # cells run one after another: keep one environment per worker
@@ -67,7 +68,7 @@ def _job(job: tuple[str, str, str, int]) -> tuple[str, str, int, str, int, float
             _ENVS.pop(old).close()
         _ENVS[key] = make_env(task, family, split)
     env = _ENVS[key]
-    expert = _TimedExpert(expert_for_env(env))
+    expert = _TimedExpert(expert_for_env(env, ExpertConfig.from_dict(expert_fields)))
     ep = run_episode(env, seed, expert, record_frames=False)  # type: ignore[arg-type]
     return family, split, seed, ep.termination, len(ep), expert.seconds, expert.calls
 
@@ -80,7 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="*", default=None, help="default: every shipped family")
     ap.add_argument("--splits", nargs="*", default=None, help="default: every split of each family")
     ap.add_argument("--log", default=None, help="append one JSON line per episode to this file")
+    ap.add_argument("--expert", default="{}", metavar="JSON",
+                    help="ExpertConfig fields to change, as a JSON object (default: none)")
     args = ap.parse_args(argv)
+    try:
+        expert_fields = json.loads(args.expert)
+        if not isinstance(expert_fields, dict):
+            raise ValueError(f"got {type(expert_fields).__name__}")
+        ExpertConfig.from_dict(expert_fields)
+    except ValueError as e:
+        raise SystemExit(f"--expert {args.expert!r}: expected a JSON object of ExpertConfig fields ({e})")
     if args.episodes < 1 or args.workers < 1:
         raise SystemExit("--episodes and --workers must be >= 1")
     families = args.families or shipped_families()
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with ctx.Pool(args.workers, initializer=_init) as pool:
         # one cell after another, so that each row is printed as soon as it is known
         for key in cells:
-            jobs = [(args.task, key[0], key[1], i) for i in range(args.episodes)]
+            jobs = [(args.task, key[0], key[1], i, expert_fields) for i in range(args.episodes)]
             for fam, split, seed, term, n, sec, calls in tqdm(
                 pool.imap_unordered(_job, jobs, chunksize=2), total=len(jobs), unit="ep",
                 desc=f"{key[0]}/{key[1]}", file=sys.stderr, leave=False,

@@ -95,7 +95,7 @@ def test_config_round_trip():
 @pytest.mark.parametrize("key,value", [
     ("cruise_speed", 0.0), ("grid_resolution", -0.1), ("margin", -0.01),
     ("fov_half", float("nan")), ("view_margin", 1.0), ("soft_weight", True), ("search_side", "right"),
-    ("pass_side_bias", -0.5),
+    ("pass_side_bias", -0.5), ("plan_view_range", -1.0), ("replan_period", 0.0),
 ])
 def test_config_rejects_bad_values(key, value):
     with pytest.raises(ValueError, match=key):
@@ -164,6 +164,21 @@ def test_obstacles_reject_bad_geometry():
         Obstacles.make(cylinders=[(0, 0, -1, 0, 1)])
     with pytest.raises(ValueError, match="spheres"):
         Obstacles.make(spheres=[(0, 0, 1)])
+
+
+def test_shown_is_what_the_camera_could_show():
+    fp = Footprints(np.array([
+        (4.0, 0.0, 0.2),    # ahead, in range
+        (9.0, 0.0, 0.2),    # ahead, out of range
+        (-3.0, 0.0, 0.2),   # behind
+        (2.0, 1.5, 0.4),    # centre at 36.9 deg, its edge inside a 30 deg half field
+        (2.0, 2.5, 0.2),    # 51 deg: outside
+    ]), np.zeros((0, 5)))
+    half = math.radians(30)
+    assert fp.shown(np.zeros(2), 0.0, half, 6.0).tolist() == [True, False, False, True, False]
+    # turned round, the camera shows what was behind
+    assert fp.shown(np.zeros(2), math.pi, half, 6.0).tolist() == [False, False, True, False, False]
+    assert Footprints.empty().shown(np.zeros(2), 0.0, half, 6.0).shape == (0,)
 
 
 def test_cost_to_go_in_open_space_is_euclidean():
@@ -301,6 +316,26 @@ def test_pass_side_bias_moves_a_detour_to_the_left():
     # without the bias the shorter way round is the right; with it, the left
     assert _passing_side(ExpertConfig()) < -0.3
     assert _passing_side(ExpertConfig(pass_side_bias=1.0)) > 0.3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_planning_from_the_view_reaches_the_target_through_a_forest(seed):
+    obs, start, target, yaw0 = _forest(seed, 100)
+    cfg = ExpertConfig(plan_view_range=6.0)
+    outcome, drone, _ = _fly(obs, start, target, yaw0, cfg, bounds=Bounds(-3, -8, 15, 8))
+    assert outcome == "success", f"seed {seed}: {outcome} at {drone.p}"
+
+
+def test_planning_from_the_view_ignores_a_wall_behind_the_drone():
+    """A fence of trunks across the way behind the drone blocks a plan of the whole
+    scene, not one from the view (which knows only what is ahead or near)."""
+    wall = Obstacles.make(cylinders=[(-2.0, y, 0.16, 0.0, 3.0) for y in np.arange(-3.0, 3.01, 0.3)])
+    target = np.array([-6.0, 0.0, 1.0])
+    for cfg, expect_plan_through in ((ExpertConfig(), False), (ExpertConfig(plan_view_range=6.0), True)):
+        expert = Expert(cfg)
+        expert.reset(wall, None, "fly", _state((0, 0, 1), 0.0, target))
+        blocked = expert._field.dist[expert._field.cell(np.array([-2.0, 0.0]))]
+        assert math.isinf(blocked) is not expect_plan_through
 
 
 def test_keeps_the_target_in_view_after_first_sight():
