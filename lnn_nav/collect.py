@@ -150,6 +150,10 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
     if not isinstance(old, dict):
         return
     keys = ("task", "family", "split", "noise", "expert", "learner")
+    if isinstance(old.get("noise"), dict):
+        # read through NoiseConfig, so a manifest from before a noise field existed
+        # compares equal when the new field holds its default
+        old["noise"] = NoiseConfig.from_dict(old["noise"]).to_dict()
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
     # collections from before the camera was recorded all used this one
     if old.get("camera", _LEGACY_CAMERA) != produced_by["camera"]:

@@ -552,6 +552,12 @@ class Expert:
         self._since_plan = 0.0  # s since the last plan
         self._seen: set[tuple[float, float]] = set()  # footprint centres the camera has shown
 
+    @property
+    def searching(self) -> bool:
+        """True while the expert turns on the spot to find the target (its last
+        command was a search)."""
+        return self._searching
+
     # ----------------------------------------------------------------- reset
     def reset(self, obstacles: Obstacles, bounds: Bounds | None, task: Task,
               state: PrivilegedState, target_radius: float = 0.0) -> None:

@@ -12,7 +12,8 @@ then at every frame
      perturbed command goes through the expert's obstacle barrier filter
      (`Expert.make_safe`), so noise moves the drone off the expert's path but
      does not fly it into trees -- crashes would end the episode early and
-     waste the demonstration,
+     waste the demonstration (`NoiseConfig.barrier=False` lets it, to record
+     the expert's way out of states near obstacles),
   5. sends the executed command to the environment (normalised by the limits),
 and returns an `lnn_nav.data.Episode` (frames, dt, expert labels, executed
 commands, pose, target, termination, seed).
@@ -99,6 +100,11 @@ class NoiseConfig:
     fade_end_m: float = 1.0
     """m, ... to nothing at this distance, so that the drone can settle in front of
     the target (success needs it slow for a while) instead of being shaken into it."""
+    barrier: bool = True
+    """Pass the perturbed command through the expert's barrier filter
+    (`Expert.make_safe`), so the noise never closes in on an obstacle. False lets it:
+    the demonstrations then hold states near obstacles, with the expert's labels
+    for getting out of them (and some end in a collision)."""
 
     def __post_init__(self) -> None:
         for name in ("std", "correlation_s"):
@@ -127,6 +133,8 @@ class NoiseConfig:
         ):
             raise ValueError(f"NoiseConfig.axes={self.axes!r}: expected 4 finite numbers >= 0")
         object.__setattr__(self, "axes", tuple(float(a) for a in axes))
+        if not isinstance(self.barrier, bool):
+            raise ValueError(f"NoiseConfig.barrier={self.barrier!r}: expected True or False")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -135,7 +143,7 @@ class NoiseConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NoiseConfig:
-        known = {"std", "correlation_s", "axes", "fade_start_m", "fade_end_m"}
+        known = {"std", "correlation_s", "axes", "fade_start_m", "fade_end_m", "barrier"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown NoiseConfig keys {sorted(unknown)}; known: {sorted(known)}")
@@ -312,7 +320,8 @@ def run_episode(
                      if task == "fly" else math.inf)
                 offset = noise_proc.sample(step_dt, d)
                 perturbed = limits.clip(VelocityCommand.from_array(cmd + offset))
-                flown = limits.clip(expert.make_safe(perturbed, state_from_info(info)))
+                flown = (limits.clip(expert.make_safe(perturbed, state_from_info(info)))
+                         if noise_proc.config.barrier else perturbed)
         else:
             flown = limits.clip(learner_cmd)
         action = limits.to_normalized(flown)

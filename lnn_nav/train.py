@@ -42,7 +42,7 @@ from lnn_nav.data import Episode
 from lnn_nav.expert import ExpertConfig
 from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.heads import LTCTrainability
-from lnn_nav.rollout import policy_camera
+from lnn_nav.rollout import NoiseConfig, policy_camera
 from lnn_nav.sim.camera import CameraConfig
 
 CONV_PRECISIONS = ("auto", "float32", "bfloat16")
@@ -593,6 +593,10 @@ class TrainConfig:
     """Expert demonstrations from the `train` split (scene indices 0..n-1)."""
     demo_noise: float = 0.3
     """DART noise std on the executed command, as a fraction of the limits."""
+    demo_barrier: bool = True
+    """Keep the DART noise off obstacles with the expert's barrier filter
+    (`NoiseConfig.barrier`); False collects into directories of their own
+    (`...-nobarrier`)."""
     val_episodes: int = 20
     """Expert episodes from the `val` split for the validation loss."""
     data_dir: str = "data"
@@ -633,6 +637,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={v!r}: expected an integer > 0")
         if not 0.0 <= self.demo_noise < 1.0:
             raise ValueError(f"TrainConfig.demo_noise={self.demo_noise}: expected [0, 1)")
+        if not isinstance(self.demo_barrier, bool):
+            raise ValueError(f"TrainConfig.demo_barrier={self.demo_barrier!r}: expected true or false")
         if isinstance(self.bc, dict):
             object.__setattr__(self, "bc", BCConfig.from_dict(self.bc))
         if isinstance(self.dagger, dict):
@@ -720,6 +726,8 @@ def make_policy(head: str, seed: int, ltc: LTCTrainability | None = None, aux_ou
 def _demo_dir(cfg: TrainConfig, split: str, episodes: int, noise: float) -> Path:
     fam = Path(cfg.family).stem
     name = f"{fam}-{split}-n{episodes}-noise{noise:g}"
+    if noise > 0 and not cfg.demo_barrier:
+        name += "-nobarrier"
     if cfg.expert != ExpertConfig():
         # collect refuses a directory of another expert's episodes, so each gets its own
         digest = hashlib.sha256(json.dumps(cfg.expert.to_dict(), sort_keys=True).encode()).hexdigest()
@@ -764,7 +772,8 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True) 
     val = _demo_dir(cfg, "val", cfg.val_episodes, 0.0)
     encoder = cfg.encoder_config()
     camera = policy_camera(encoder)
-    collect(cfg.family, "train", cfg.demo_episodes, demo, noise=cfg.demo_noise,
+    collect(cfg.family, "train", cfg.demo_episodes, demo,
+            noise=NoiseConfig(std=cfg.demo_noise, barrier=cfg.demo_barrier),
             workers=cfg.workers, expert_config=cfg.expert, camera=camera, progress=progress)
     collect(cfg.family, "val", cfg.val_episodes, val, noise=0.0, workers=cfg.workers,
             expert_config=cfg.expert, camera=camera, progress=progress)

@@ -14,6 +14,13 @@ state at every frame:
   head's memory.
 - For every episode replayed: the closest approach (gap between the drone's
   disc and any obstacle surface, m), to compare with the expert's margins.
+- What the expert would have done: the expert rides along on the policy's
+  flight (as it labels a DAgger rollout; it commands nothing) and, for a
+  collision, the row gives the policy's and the expert's mean command over the
+  last second (forward, left, up, yaw rate) and whether the expert was
+  searching at impact. A collision while the expert searches is a drift into
+  an obstacle while turning on the spot; one in flight with the expert turning
+  hard and the policy flying straight is an avoidance the policy never began.
 
     .venv/bin/python scripts/failure_anatomy.py policies/ltc-ncp-forest/policy.pt \\
         --results policies/ltc-ncp-forest/eval-forest-unseen-200/results.json
@@ -34,7 +41,9 @@ import torch
 
 from lnn_nav.command import VelocityCommand
 from lnn_nav.models.policy import NavPolicy
-from lnn_nav.rollout import SimTimeController, make_env, policy_camera
+from lnn_nav.rollout import SimTimeController, expert_for_env, make_env, policy_camera
+
+LAST_SECOND_STEPS = 30  # control steps averaged before an impact (1 s at 30 Hz)
 
 
 def obstacle_gaps(pos_w: np.ndarray, cylinders: np.ndarray, spheres: np.ndarray,
@@ -96,12 +105,17 @@ def replay(policy: NavPolicy, family: str, split: str, seed: int) -> dict:
         ctl = SimTimeController(policy)
         obs, info = env.reset(seed=seed, options={"scene_index": seed})
         ctl.reset()
+        expert = expert_for_env(env)
+        expert.reset_from_info(info, "fly")
+        flown, labels = [], []
         geometry = [np.asarray(info[k]) for k in ("cylinders", "spheres", "boxes")]
         min_gaps, pixels, steps = [], [], 0
         while True:
             pixels.append(target_pixel_count(obs["image"], target_rgb))
             dt = float(obs["dt"][0]) or base.control_dt_s
             cmd: VelocityCommand = ctl.step(obs["image"], dt)
+            labels.append(expert.act_from_info(info, dt).as_array())
+            flown.append(cmd.as_array())
             obs, _, terminated, truncated, info = env.step(base.limits.to_normalized(base.limits.clip(cmd)))
             steps += 1
             gaps, points = obstacle_gaps(info["pos_w"], *geometry)
@@ -117,6 +131,9 @@ def replay(policy: NavPolicy, family: str, split: str, seed: int) -> dict:
                 b = bearing_deg(info["pos_w"], float(info["yaw"]), points[k])
                 row["bearing_deg"] = round(b, 1)
                 row["in_view"] = bool(abs(b) <= half_fov_deg)
+            row["expert_searching"] = expert.searching
+            row["policy_last_s"] = np.round(np.mean(flown[-LAST_SECOND_STEPS:], axis=0), 2).tolist()
+            row["expert_last_s"] = np.round(np.mean(labels[-LAST_SECOND_STEPS:], axis=0), 2).tolist()
         if info["termination"] == "timeout":
             px = np.asarray(pixels)
             row["frames_with_target"] = int((px > 0).sum())
@@ -135,6 +152,7 @@ def summarize(rows: list[dict]) -> dict:
         "collisions": len(coll),
         "hit": dict(Counter(r.get("hit") for r in coll)),
         "collisions_out_of_view": sum(not r["in_view"] for r in side),
+        "collisions_expert_searching": sum(bool(r.get("expert_searching")) for r in coll),
         "timeouts": len(touts),
         "timeouts_max_target_pixels_median": (
             float(np.median([r["max_target_pixels"] for r in touts])) if touts else None),

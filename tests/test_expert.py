@@ -217,6 +217,7 @@ def test_searches_left_for_a_target_never_seen():
         cmd = expert.act(s, DT)
     assert cmd.yaw_rate == pytest.approx(ExpertConfig().search_yaw_rate)
     assert abs(cmd.forward) < 1e-9 and abs(cmd.left) < 1e-9
+    assert expert.searching
 
 
 def test_searches_left_by_default_even_where_it_was_last_seen_on_the_right():
@@ -277,6 +278,7 @@ def test_turns_toward_a_visible_target_and_flies_forward():
         cmd = expert.act(s, DT)
     assert cmd.yaw_rate > 0
     assert cmd.forward > 1.0 and abs(cmd.left) < 0.5 * cmd.forward
+    assert not expert.searching
 
 
 def test_commands_are_rate_limited_and_within_limits():

@@ -46,14 +46,17 @@ def test_target_pixels_survive_shading_and_ignore_other_colours():
 
 def test_summary_counts_failure_kinds():
     rows = [
-        {"termination": "collision", "hit": "trunk", "in_view": False, "bearing_deg": 57.0},
-        {"termination": "collision", "hit": "canopy", "in_view": True, "bearing_deg": 10.0},
+        {"termination": "collision", "hit": "trunk", "in_view": False, "bearing_deg": 57.0,
+         "expert_searching": True},
+        {"termination": "collision", "hit": "canopy", "in_view": True, "bearing_deg": 10.0,
+         "expert_searching": False},
         {"termination": "collision", "hit": "ground"},
         {"termination": "timeout", "max_target_pixels": 2, "frames_with_target": 5},
         {"termination": "timeout", "max_target_pixels": 9, "frames_with_target": 40},
     ]
     s = fa.summarize(rows)
     assert s["collisions"] == 3 and s["collisions_out_of_view"] == 1
+    assert s["collisions_expert_searching"] == 1
     assert s["hit"] == {"trunk": 1, "canopy": 1, "ground": 1}
     assert s["timeouts"] == 2 and s["timeouts_target_at_most_3_pixels"] == 1
     assert s["timeouts_max_target_pixels_median"] == 5.5
