@@ -73,6 +73,11 @@ def test_noise_config_round_trip_and_validation():
         NoiseConfig(fade_start_m=1.0, fade_end_m=2.0)
     with pytest.raises(ValueError, match="unknown"):
         NoiseConfig.from_dict({"sigma": 1.0})
+    with pytest.raises(ValueError, match="barrier"):
+        NoiseConfig(barrier="no")
+    # a dict from before the barrier field existed reads as the barrier on
+    old = {k: v for k, v in NoiseConfig(std=0.3).to_dict().items() if k != "barrier"}
+    assert NoiseConfig.from_dict(old) == NoiseConfig(std=0.3, barrier=True)
 
 
 def test_noise_has_the_configured_spread_and_correlation():
@@ -118,6 +123,17 @@ def _same_but_render_ties(a: data.Episode, b: data.Episode) -> None:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     diff = np.abs(a.frames.astype(np.int16) - b.frames.astype(np.int16))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+
+
+def test_noise_without_the_barrier_flies_the_perturbed_command(env):
+    """With the barrier the noise is bent away from obstacles near the path; without
+    it the executed command is the label plus the noise, exactly."""
+    expert = expert_for_env(env)
+    free = run_episode(env, 4, expert, noise=NoiseConfig(std=0.3, barrier=False))
+    fenced = run_episode(env, 4, expert, noise=NoiseConfig(std=0.3))
+    # the same noise draws: equal until the barrier first bends a command, then not
+    np.testing.assert_allclose(free.executed[0], fenced.executed[0], atol=1e-6)
+    assert not np.array_equal(free.executed, fenced.executed)
 
 
 def test_without_noise_the_expert_flies_its_label(env):

@@ -140,6 +140,11 @@ def test_expert_is_configurable_and_flies_every_collection(tmp_path, monkeypatch
     assert _demo_dir(cfg, "train", 700, 0.3) != _demo_dir(default, "train", 700, 0.3)
     assert _demo_dir(cfg, "train", 700, 0.3) == _demo_dir(TrainConfig.from_yaml(cfg_path), "train", 700, 0.3)
     assert _demo_dir(default, "train", 700, 0.3).name == "forest-train-n700-noise0.3"
+    fenceless = TrainConfig(data_dir=default.data_dir, demo_barrier=False)
+    assert _demo_dir(fenceless, "train", 700, 0.3).name == "forest-train-n700-noise0.3-nobarrier"
+    assert _demo_dir(fenceless, "val", 20, 0.0).name == "forest-val-n20-noise0"  # no noise, no barrier
+    with pytest.raises(ValueError, match="demo_barrier"):
+        TrainConfig(demo_barrier="no")
 
     seen = []
 
