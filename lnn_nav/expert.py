@@ -68,8 +68,8 @@ _WORD_FIELDS = ("search_side",)
 """ExpertConfig fields that are words, not numbers."""
 
 
-def wrap_angle(a: float) -> float:
-    """Angle wrapped to [-pi, pi) rad."""
+def wrap_angle(a: float | np.ndarray) -> float | np.ndarray:
+    """Angle (or array of angles) wrapped to [-pi, pi) rad."""
     return (a + math.pi) % (2.0 * math.pi) - math.pi
 
 
@@ -245,8 +245,7 @@ class Footprints(NamedTuple):
         `view_range` m (occlusion ignored)."""
         c = self.circles
         centre = np.hypot(c[:, 0] - xy[0], c[:, 1] - xy[1])
-        bearing = np.arctan2(c[:, 1] - xy[1], c[:, 0] - xy[0]) - yaw
-        bearing = (bearing + np.pi) % (2.0 * np.pi) - np.pi
+        bearing = wrap_angle(np.arctan2(c[:, 1] - xy[1], c[:, 0] - xy[0]) - yaw)
         half_width = np.arcsin(np.clip(c[:, 2] / np.maximum(centre, 1e-9), 0.0, 1.0))
         return (centre - c[:, 2] < view_range) & (np.abs(bearing) - half_width < half_fov)
 
@@ -724,10 +723,11 @@ class Expert:
         elif not self._inside_field(p[:2]):
             self._plan(state)
         elif cfg.plan_view_range > 0:
-            self._look(state)
             self._since_plan += float(dt)
             if self._since_plan >= cfg.replan_period:
-                self._plan(state)
+                self._plan(state)  # looks as it plans
+            else:
+                self._look(state)
 
         # --- in view? (hysteresis: enter search when outside the FOV, leave when
         # well inside, so the mode does not chatter at the image border)

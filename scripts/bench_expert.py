@@ -59,8 +59,8 @@ def _init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _job(job: tuple[str, str, str, int, dict[str, Any]]) -> tuple[str, str, int, str, int, float, int]:
-    task, family, split, seed, expert_fields = job
+def _job(job: tuple[str, str, str, int, ExpertConfig]) -> tuple[str, str, int, str, int, float, int]:
+    task, family, split, seed, expert_config = job
     key = (task, family, split)
     if key not in _ENVS:
         # cells run one after another: keep one environment per worker
@@ -68,7 +68,7 @@ def _job(job: tuple[str, str, str, int, dict[str, Any]]) -> tuple[str, str, int,
             _ENVS.pop(old).close()
         _ENVS[key] = make_env(task, family, split)
     env = _ENVS[key]
-    expert = _TimedExpert(expert_for_env(env, ExpertConfig.from_dict(expert_fields)))
+    expert = _TimedExpert(expert_for_env(env, expert_config))
     ep = run_episode(env, seed, expert, record_frames=False)  # type: ignore[arg-type]
     return family, split, seed, ep.termination, len(ep), expert.seconds, expert.calls
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         expert_fields = json.loads(args.expert)
         if not isinstance(expert_fields, dict):
             raise ValueError(f"got {type(expert_fields).__name__}")
-        ExpertConfig.from_dict(expert_fields)
+        expert_config = ExpertConfig.from_dict(expert_fields)
     except ValueError as e:
         raise SystemExit(f"--expert {args.expert!r}: expected a JSON object of ExpertConfig fields ({e})")
     if args.episodes < 1 or args.workers < 1:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with ctx.Pool(args.workers, initializer=_init) as pool:
         # one cell after another, so that each row is printed as soon as it is known
         for key in cells:
-            jobs = [(args.task, key[0], key[1], i, expert_fields) for i in range(args.episodes)]
+            jobs = [(args.task, key[0], key[1], i, expert_config) for i in range(args.episodes)]
             for fam, split, seed, term, n, sec, calls in tqdm(
                 pool.imap_unordered(_job, jobs, chunksize=2), total=len(jobs), unit="ep",
                 desc=f"{key[0]}/{key[1]}", file=sys.stderr, leave=False,
