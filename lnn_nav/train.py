@@ -112,6 +112,19 @@ class BCConfig:
     (sin, cos) pair is added to the command loss times this weight.
     Validation stays the command loss alone. The policy is built with the two
     outputs when this is > 0; flight and export read the commands only."""
+    label_balance: float = 0.0
+    """Exponent of the label-density weighting of each frame's loss (0 = off,
+    every frame weighs the same). Each frame weighs density**-label_balance,
+    where density is the share of the training frames whose expert command
+    falls in the same cell of a 4-D histogram (`LABEL_BINS` bins per command
+    over the limits), normalised to mean 1 over the frames and capped at
+    `label_balance_cap` times that mean. Spinning searches and cruising make
+    most of the demonstrations; braking and side-stepping near a trunk are rare,
+    so an unweighted loss spends most of its effort on the common commands
+    (inverse-frequency weighting of imbalanced regression; 0.5 is the inverse
+    square root). Validation stays unweighted."""
+    label_balance_cap: float = 10.0
+    """Largest label-density weight, as a multiple of the mean weight."""
     conv_precision: str = "auto"
     """Precision of the encoder's convolutions in training steps: "float32",
     "bfloat16" (CPU autocast; the weights, keypoints, normalisation, head and
@@ -137,6 +150,12 @@ class BCConfig:
         a = self.aux_bearing_weight
         if isinstance(a, bool) or not (isinstance(a, (int, float)) and math.isfinite(a) and a >= 0):
             raise ValueError(f"BCConfig.aux_bearing_weight={a!r}: expected a finite weight >= 0")
+        b = self.label_balance
+        if isinstance(b, bool) or not (isinstance(b, (int, float)) and math.isfinite(b) and 0 <= b <= 1):
+            raise ValueError(f"BCConfig.label_balance={b!r}: expected an exponent in [0, 1]")
+        c = self.label_balance_cap
+        if isinstance(c, bool) or not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 1):
+            raise ValueError(f"BCConfig.label_balance_cap={c!r}: expected a finite value >= 1")
         if not self.grad_clip > 0:
             raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
         w = self.command_weights
@@ -167,9 +186,32 @@ class BCConfig:
         return cls(**d)  # type: ignore[arg-type]
 
 
+LABEL_BINS = 8
+"""Bins per command axis of the label-density histogram (`BCConfig.label_balance`)."""
+
+
+def label_balance_weights(labels: list[np.ndarray], exponent: float, cap: float) -> list[np.ndarray]:
+    """Per-frame loss weights, one array per episode, from the episodes' labels
+    ((T, 4) commands in limit units): density**-exponent of each frame's cell in
+    a joint histogram of the labels, normalised to mean 1 over all frames and
+    capped at `cap` (then normalised again)."""
+    if not labels:
+        return []
+    flat = np.clip(np.concatenate(labels), -1.0, 1.0)
+    cells = np.minimum(((flat + 1.0) * 0.5 * LABEL_BINS).astype(np.int64), LABEL_BINS - 1)
+    key = np.ravel_multi_index(cells.T, (LABEL_BINS,) * flat.shape[1])
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    w = (counts[inverse] / len(key)) ** -exponent
+    w /= w.mean()
+    w = np.minimum(w, cap)
+    w /= w.mean()
+    return np.split(w.astype(np.float32), np.cumsum([len(x) for x in labels])[:-1])
+
+
 class Batch(NamedTuple):
     """frames: (B, T, H, W, 3) uint8; dt: (B, T) s; target: (B, T, 4) commands in
-    limit units (-1..1); weight: (B, T) 1 where the step carries loss, else 0."""
+    limit units (-1..1); weight: (B, T) > 0 where the step carries loss (1, or
+    its label-density weight), else 0."""
 
     frames: torch.Tensor
     dt: torch.Tensor
@@ -194,7 +236,7 @@ class WindowSampler:
     """
 
     def __init__(self, episodes: list[Episode], cfg: BCConfig, command_scale: np.ndarray,
-                 hfov_rad: float = CameraConfig().hfov_rad):
+                 hfov_rad: float = CameraConfig().hfov_rad, balance: bool = True):
         if not episodes:
             raise ValueError("no episodes to train on: expected at least one demonstration")
         self.episodes = episodes
@@ -204,6 +246,10 @@ class WindowSampler:
         self.bearings = None
         if cfg.aux_bearing_weight > 0:
             self.bearings = [target_bearing(e, hfov_rad) for e in episodes]
+        self.frame_weights = None
+        if balance and cfg.label_balance > 0:
+            self.frame_weights = label_balance_weights(
+                [e.expert / self.scale for e in episodes], cfg.label_balance, cfg.label_balance_cap)
         lengths = np.array([len(e) for e in episodes])
         # Each valid start position of each episode is equally likely.
         self.starts_per_episode = np.maximum(lengths - cfg.window, 1)
@@ -234,7 +280,8 @@ class WindowSampler:
             frames[b, n:] = frames[b, n - 1]
             dt[b, :n] = ep.dt[begin:end]
             target[b, :n] = ep.expert[begin:end] / self.scale
-            weight[b, loss_start - begin : n] = 1.0
+            weight[b, loss_start - begin : n] = (
+                1.0 if self.frame_weights is None else self.frame_weights[i][loss_start:end])
             no_grad[b] = burn if loss_start - begin == burn else 0
             if self.bearings is not None:
                 labels, mask = self.bearings[i]
@@ -419,7 +466,7 @@ def train_bc(
                                WindowSampler(on_policy, cfg, scale, hfov), on_policy_fraction)
     else:
         sampler = WindowSampler(train_episodes + on_policy, cfg, scale, hfov)
-    val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale, hfov)
+    val_sampler = WindowSampler(val_episodes or train_episodes, cfg, scale, hfov, balance=False)
     val_batch = val_sampler.draw(np.random.default_rng(seed + 1_000_003), cfg.val_windows, augment=False)
 
     if cfg.lr is not None:

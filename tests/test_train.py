@@ -25,6 +25,7 @@ from lnn_nav.train import (
     _demo_dir,
     check_resumable,
     conv_autocast_dtype,
+    label_balance_weights,
     lr_at,
     make_policy,
     run_training,
@@ -290,6 +291,40 @@ def test_command_weights_scale_each_command_and_keep_the_mean():
         BCConfig(command_weights=(1, -1, 1, 1))
     with pytest.raises(ValueError, match="command_weights=\\[1, 2\\]"):
         BCConfig(command_weights=[1, 2])
+
+
+def test_label_balance_weights_favour_rare_commands():
+    # 90 frames of one command, 10 of another: at exponent 1 each group gets
+    # half the total weight, at 0.5 the rare one weighs sqrt(9) = 3x as much
+    labels = [np.tile([[0.9, 0, 0, 0]], (60, 1)), np.concatenate(
+        [np.tile([[0.9, 0, 0, 0]], (30, 1)), np.tile([[0.1, 0.5, 0, -0.8]], (10, 1))])]
+    w = np.concatenate(label_balance_weights(labels, 1.0, cap=100.0))
+    assert w.mean() == pytest.approx(1.0)
+    assert w[:90].sum() == pytest.approx(w[90:].sum())
+    w = np.concatenate(label_balance_weights(labels, 0.5, cap=100.0))
+    assert w[90] / w[0] == pytest.approx(3.0)
+    # the cap bounds the largest weight relative to the mean before renormalising
+    w = np.concatenate(label_balance_weights(labels, 1.0, cap=2.0))
+    assert w[90] / w[0] == pytest.approx(2.0 / (10 / 18))
+    assert w.mean() == pytest.approx(1.0)
+    # exponent 0 weighs every frame the same
+    assert np.allclose(np.concatenate(label_balance_weights(labels, 0.0, cap=10.0)), 1.0)
+
+
+def test_sampler_carries_label_balance_weights_in_training_but_not_validation():
+    eps = synthetic_episodes(n=2, t=30)
+    cfg = BCConfig(**{**TINY, "window": 6, "burn_in": 0, "label_balance": 0.5})
+    rng = np.random.default_rng(2)
+    train = WindowSampler(eps, cfg, np.ones(4)).draw(rng, 8, augment=False)
+    val = WindowSampler(eps, cfg, np.ones(4), balance=False).draw(np.random.default_rng(2), 8, augment=False)
+    carried = train.weight[train.weight > 0]
+    assert not torch.allclose(carried, torch.ones_like(carried))
+    assert set(val.weight.unique().tolist()) <= {0.0, 1.0}
+    for bad in (-0.1, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="label_balance="):
+            BCConfig(label_balance=bad)
+    with pytest.raises(ValueError, match="label_balance_cap=0.5"):
+        BCConfig(label_balance_cap=0.5)
 
 
 def test_weight_average_follows_its_recurrence():
