@@ -154,6 +154,12 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
         # read through NoiseConfig, so a manifest from before a noise field existed
         # compares equal when the new field holds its default
         old["noise"] = NoiseConfig.from_dict(old["noise"]).to_dict()
+    if isinstance(old.get("expert"), dict):
+        # likewise for an expert field added since (its default is the old behaviour)
+        try:
+            old["expert"] = ExpertConfig.from_dict(old["expert"]).to_dict()
+        except (TypeError, ValueError):
+            pass  # an expert this code no longer knows: the comparison below refuses it
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
     # collections from before the camera was recorded all used this one
     if old.get("camera", _LEGACY_CAMERA) != produced_by["camera"]:

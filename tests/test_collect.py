@@ -196,6 +196,20 @@ def test_collect_refuses_a_directory_with_other_settings(tmp_path):
         collect("forest", "train", [0], tmp_path, noise=0.2, progress=False)
 
 
+def test_a_manifest_from_before_an_expert_field_existed_is_the_same_collection(tmp_path):
+    collect("forest", "train", [0], tmp_path, progress=False)
+    manifest = data.read_manifest(tmp_path)
+    del manifest["produced_by"]["expert"]["plan_view_range"]
+    data.write_manifest(tmp_path, manifest["produced_by"])
+    collect("forest", "train", [0, 1], tmp_path, progress=False)
+    assert len(data.read_manifest(tmp_path)["episodes"]) == 2
+    manifest = data.read_manifest(tmp_path)
+    manifest["produced_by"]["expert"]["margin"] = 0.4
+    data.write_manifest(tmp_path, manifest["produced_by"])
+    with pytest.raises(ValueError, match="expert"):
+        collect("forest", "train", [0, 1, 2], tmp_path, progress=False)
+
+
 def test_collect_refuses_episodes_of_an_older_scene_generator(tmp_path):
     collect("forest", "train", [0], tmp_path, progress=False)
     manifest = data.read_manifest(tmp_path)
