@@ -103,3 +103,39 @@ def test_presence_tells_a_small_blob_from_a_flat_map():
     assert avg(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape == (2, 20)
     with pytest.raises(ValueError, match="presence=1"):
         EncoderConfig(presence=1)
+
+
+def test_spread_tells_a_wide_blob_from_a_narrow_one_at_the_same_place():
+    """Spread is the standard deviation of each map's softmax: a wide object (a
+    near trunk) and a narrow one (a far trunk) centred on the same column have
+    the same expected position and different spreads."""
+    from lnn_nav.models.encoder import SpatialSoftmax
+
+    pool = SpatialSoftmax(8, 8, presence=True, spread=True)
+    narrow = torch.full((1, 1, 8, 8), -20.0)
+    narrow[0, 0, :, 3:5] = 0.0
+    wide = torch.full((1, 1, 8, 8), -20.0)
+    wide[0, 0, :, 1:7] = 0.0
+    a, b = pool(narrow), pool(wide)
+    assert a.shape == (1, 4)
+    torch.testing.assert_close(a[0, :2], b[0, :2])
+    # columns at +-1/7 (narrow) and +-1/7, +-3/7, +-5/7 (wide) of [-1, 1]; rows
+    # uniform over 8 positions in both
+    var_y = float(torch.linspace(-1, 1, 8).square().mean())
+    torch.testing.assert_close(a[0, 3], torch.tensor((1 / 49 + var_y) ** 0.5), atol=1e-4, rtol=0)
+    torch.testing.assert_close(b[0, 3], torch.tensor((35 / 147 + var_y) ** 0.5), atol=1e-4, rtol=0)
+    # a one-cell map has no spread, and a finite gradient there
+    point = torch.full((1, 1, 8, 8), -50.0, requires_grad=True)
+    with torch.no_grad():
+        point[0, 0, 2, 2] = 50.0
+    out = pool(point)
+    assert float(out[0, 3]) < 1e-2
+    out[0, 3].backward()
+    assert torch.isfinite(point.grad).all()
+    enc = CNNEncoder(EncoderConfig(keypoints=10, presence=True, spread=True))
+    assert enc.feature_size == 40
+    assert enc(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape == (2, 40)
+    with pytest.raises(ValueError, match="spread=True with pooling='avg'"):
+        EncoderConfig(pooling="avg", spread=True)
+    with pytest.raises(ValueError, match="spread=1"):
+        EncoderConfig(spread=1)

@@ -8,7 +8,8 @@
       -> pooling: "spatial_softmax" (expected x, y of each map, in [-1, 1]: F = 2K)
                   or "avg" (global average of each map: F = K)
          optionally with each map's presence (its softmax's peak probability,
-         in (0, 1]: F grows by K)
+         in (0, 1]: F grows by K) and spread (the spatial standard deviation
+         of its softmax: F grows by K; spatial softmax only)
       -> LayerNorm                                 features ~zero mean, unit std per frame,
                                                   what the heads' initialisation expects
 
@@ -19,7 +20,10 @@ all: a map with nothing on it still has an expected position. Presence adds
 that, as the largest probability of each map's softmax: near 1/(h w) when the
 map is flat, near 1 when one cell stands out -- a target of two pixels
 half-hidden by a trunk is such a cell, and its expected position alone moves
-too little to tell it from nothing. There is no batch normalisation: statistics that
+too little to tell it from nothing. Spread is how far each map's softmax
+reaches across the image: a trunk a metre ahead covers a third of the frame,
+the same trunk at five metres a few columns, and their expected positions can
+be the same. There is no batch normalisation: statistics that
 depend on the batch behave differently in training, closed loop and export.
 """
 
@@ -55,6 +59,10 @@ class EncoderConfig:
     """'spatial_softmax' (F = 2K) or 'avg' (F = K)."""
     presence: bool = False
     """Also output each map's presence (peak softmax probability): F grows by K."""
+    spread: bool = False
+    """Also output each map's spread (the standard deviation of its softmax over
+    the image, in the same [-1, 1] units as the positions): F grows by K.
+    Spatial softmax only. Files written before this field existed have none."""
     seed: int = 0
     """seed of the initial weights."""
 
@@ -77,6 +85,10 @@ class EncoderConfig:
             raise ValueError(f"pooling={self.pooling!r}: expected one of {POOLINGS}")
         if not isinstance(self.presence, bool):
             raise ValueError(f"presence={self.presence!r}: expected True or False")
+        if not isinstance(self.spread, bool):
+            raise ValueError(f"spread={self.spread!r}: expected True or False")
+        if self.spread and self.pooling != "spatial_softmax":
+            raise ValueError(f"spread=True with pooling={self.pooling!r}: spread needs 'spatial_softmax'")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"seed={self.seed!r}: expected an integer in [0, 2**32)")
 
@@ -89,7 +101,7 @@ class EncoderConfig:
     @property
     def feature_size(self) -> int:
         """F, features per frame."""
-        per_map = (2 if self.pooling == "spatial_softmax" else 1) + int(self.presence)
+        per_map = (2 if self.pooling == "spatial_softmax" else 1) + int(self.presence) + int(self.spread)
         return per_map * self.keypoints
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,15 +125,17 @@ class EncoderConfig:
 
 class SpatialSoftmax(nn.Module):
     """(B, K, h, w) maps -> (B, 2K) expected (x, y) per map, in [-1, 1], then with
-    `presence` (B, K) more: each map's peak softmax probability, in (0, 1].
+    `presence` (B, K) more: each map's peak softmax probability, in (0, 1], then
+    with `spread` (B, K) more: sqrt(var x + var y) of each map's softmax.
 
     A learned temperature (log-parameterised, starts at 1) sets how peaked the
     softmax is. x grows to the image's right, y downwards (image axes).
     """
 
-    def __init__(self, height: int, width: int, presence: bool = False) -> None:
+    def __init__(self, height: int, width: int, presence: bool = False, spread: bool = False) -> None:
         super().__init__()
         self.presence = presence
+        self.spread = spread
         ys, xs = torch.meshgrid(
             torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij"
         )
@@ -131,10 +145,15 @@ class SpatialSoftmax(nn.Module):
     def forward(self, maps: Tensor) -> Tensor:
         b, k = maps.shape[0], maps.shape[1]
         attn = torch.softmax(maps.reshape(b, k, -1) / torch.exp(self.log_temperature), dim=-1)
-        xy = (attn @ self.grid).reshape(b, 2 * k)  # (B, K, 2) -> (B, 2K): x0, y0, x1, y1, ...
-        if not self.presence:
-            return xy
-        return torch.cat([xy, attn.amax(dim=-1)], dim=1)
+        mean = attn @ self.grid  # (B, K, 2)
+        parts = [mean.reshape(b, 2 * k)]  # x0, y0, x1, y1, ...
+        if self.presence:
+            parts.append(attn.amax(dim=-1))
+        if self.spread:
+            var = (attn @ self.grid.square()).sum(-1) - mean.square().sum(-1)
+            # the floor keeps sqrt's gradient finite on a one-cell map
+            parts.append(var.clamp_min(1e-6).sqrt())
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 class CNNEncoder(nn.Module):
@@ -156,7 +175,7 @@ class CNNEncoder(nn.Module):
         )
         map_h, map_w = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
         self.pool: nn.Module = (
-            SpatialSoftmax(map_h, map_w, config.presence) if config.pooling == "spatial_softmax"
+            SpatialSoftmax(map_h, map_w, config.presence, config.spread) if config.pooling == "spatial_softmax"
             else nn.Identity()
         )
         self.norm = nn.LayerNorm(config.feature_size)

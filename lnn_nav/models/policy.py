@@ -271,7 +271,7 @@ class NavPolicy(nn.Module):
                 f"encoder: CNN {enc.image_size[0]}x{enc.image_size[1]} RGB uint8 "
                 f"({math.degrees(enc.hfov_rad):.0f} x {math.degrees(enc.vfov_rad):.0f} deg field of view), channels "
                 f"{list(enc.channels)}, {enc.keypoints} keypoints, {enc.pooling}"
-                f"{' + presence' if enc.presence else ''} -> "
+                f"{' + presence' if enc.presence else ''}{' + spread' if enc.spread else ''} -> "
                 f"{enc.feature_size} features, {counts['encoder']:,} parameters"
             ),
         ]
