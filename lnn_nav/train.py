@@ -60,6 +60,9 @@ def conv_autocast_dtype(precision: str) -> torch.dtype | None:
     raise ValueError(f"conv precision {precision!r}: expected one of {CONV_PRECISIONS}")
 
 
+COMMAND_LOSSES = ("mse", "l1")
+
+
 @dataclass(frozen=True)
 class BCConfig:
     """Knobs of one behaviour-cloning phase."""
@@ -112,6 +115,14 @@ class BCConfig:
     (sin, cos) pair is added to the command loss times this weight.
     Validation stays the command loss alone. The policy is built with the two
     outputs when this is > 0; flight and export read the commands only."""
+    loss: str = "mse"
+    """Training loss of the commands: "mse" (squared error: the mean of what the
+    expert does in states that look alike) or "l1" (absolute error: the median).
+    Where the labels of similar-looking states split into two modes (spin on the
+    spot to search, or fly on; turn left or right round a trunk) the mean is a
+    command neither mode gives, a slow creep with half a turn, and the median is
+    the larger mode. Validation stays the squared error, so validation losses
+    compare across losses."""
     label_balance: float = 0.0
     """Exponent of the label-density weighting of each frame's loss (0 = off,
     every frame weighs the same). Each frame weighs density**-label_balance,
@@ -156,6 +167,8 @@ class BCConfig:
         c = self.label_balance_cap
         if isinstance(c, bool) or not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 1):
             raise ValueError(f"BCConfig.label_balance_cap={c!r}: expected a finite value >= 1")
+        if self.loss not in COMMAND_LOSSES:
+            raise ValueError(f"BCConfig.loss={self.loss!r}: expected one of {COMMAND_LOSSES}")
         if not self.grad_clip > 0:
             raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
         w = self.command_weights
@@ -312,8 +325,9 @@ class MixedSampler:
 
 def sequence_loss(policy: torch.nn.Module, batch: Batch,
                   command_weights: Sequence[float] | None = None,
-                  aux_weight: float = 0.0) -> torch.Tensor:
-    """Weighted MSE of the policy's commands in limit units, from a zero state
+                  aux_weight: float = 0.0, loss: str = "mse") -> torch.Tensor:
+    """Weighted mean squared (loss "mse") or absolute ("l1") error of the
+    policy's commands in limit units, from a zero state
     (burn-in and padding steps have weight 0). Windows with a burn-in warm their
     state without gradient; the others run with gradient from their first step.
     command_weights: (4,) weight of each command, normalised to mean 1 (None:
@@ -342,7 +356,8 @@ def sequence_loss(policy: torch.nn.Module, batch: Batch,
             aux_sum = aux_sum + aux_w.sum() * aux.shape[-1]
         else:
             commands, _ = policy(frames[:, k:], state, dt[:, k:])
-        err = (commands / scale - batch.target[rows][:, k:]) ** 2 * cw
+        diff = commands / scale - batch.target[rows][:, k:]
+        err = (diff.abs() if loss == "l1" else diff**2) * cw
         total = total + (err * w).sum()
         weight_sum = weight_sum + w.sum()
     loss = total / (weight_sum * 4).clamp_min(1.0)
@@ -527,7 +542,7 @@ def train_bc(
                 pending = prefetch.submit(draw, step + 1)
             for g, lr0 in zip(optimizer.param_groups, group_lrs):
                 g["lr"] = lr0 * lr_at(step, cfg)
-            loss = sequence_loss(policy, batch, cfg.command_weights, cfg.aux_bearing_weight)
+            loss = sequence_loss(policy, batch, cfg.command_weights, cfg.aux_bearing_weight, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))

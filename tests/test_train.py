@@ -293,6 +293,22 @@ def test_command_weights_scale_each_command_and_keep_the_mean():
         BCConfig(command_weights=[1, 2])
 
 
+def test_l1_loss_is_the_mean_absolute_error():
+    torch.manual_seed(0)
+    eps = synthetic_episodes(n=2, t=30)
+    cfg = BCConfig(**{**TINY, "window": 6, "burn_in": 0})
+    batch = WindowSampler(eps, cfg, np.ones(4)).draw(np.random.default_rng(1), 4, augment=False)
+    policy = make_policy("gru", 0)
+    with torch.no_grad():
+        commands, _ = policy(batch.frames, None, batch.dt)
+        scale = torch.as_tensor(policy.limits.scale(), dtype=commands.dtype)
+        w = batch.weight.unsqueeze(-1)
+        expected = ((commands / scale - batch.target).abs() * w).sum() / (w.sum() * 4)
+        torch.testing.assert_close(sequence_loss(policy, batch, loss="l1"), expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="loss='huber'"):
+        BCConfig(loss="huber")
+
+
 def test_label_balance_weights_favour_rare_commands():
     # 90 frames of one command, 10 of another: at exponent 1 each group gets
     # half the total weight, at 0.5 the rare one weighs sqrt(9) = 3x as much
