@@ -17,6 +17,13 @@ A gain well below 1 with signs that agree says the policy knows which way to go
 but not how far: what regression to the mean does to a label the frames only
 partly predict.
 
+Across axes, "between modes" is the share of frames whose command is neither
+a search (turning on the spot) nor flight (forward with small turns): forward
+0.15-0.6 m/s while turning at 0.3-0.9 rad/s, a creep with half a turn. The
+expert passes through it only while its rate limits carry it from one mode to
+the other; a policy that answers an ambiguous frame with the mean of the two
+modes sits in it. It is printed for the labels and for each policy.
+
     .venv/bin/python scripts/command_fit.py policies/ltc-ncp-forest/policy.pt \\
         policies/gru-forest/policy.pt [--data data/forest-val-n20-noise0]
 
@@ -44,6 +51,20 @@ def open_loop_commands(policy: NavPolicy, frames: np.ndarray, dt: np.ndarray) ->
         cmd, _ = policy(torch.from_numpy(frames)[None], None,
                         torch.from_numpy(dt.astype(np.float32))[None])
     return cmd[0].numpy().astype(np.float64)
+
+
+BETWEEN_FORWARD = (0.15, 0.6)
+"""m/s, forward speeds of a command between the search and flight modes."""
+BETWEEN_YAW_RATE = (0.3, 0.9)
+"""rad/s, turn rates (either way) of such a command."""
+
+
+def between_modes(commands: np.ndarray) -> float:
+    """Share of commands (N, 4) between the search and flight modes."""
+    f, y = commands[:, 0], np.abs(commands[:, 3])
+    inside = ((f > BETWEEN_FORWARD[0]) & (f < BETWEEN_FORWARD[1])
+              & (y > BETWEEN_YAW_RATE[0]) & (y < BETWEEN_YAW_RATE[1]))
+    return float(inside.mean()) if len(commands) else float("nan")
 
 
 def fit(pred: np.ndarray, label: np.ndarray, large: float) -> dict[str, float]:
@@ -81,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--data {data}: no episodes in it")
     torch.set_num_threads(1)
     labels = np.concatenate([ep.expert for ep in episodes])
-    print(f"{len(episodes)} episodes, {len(labels)} frames from {data}")
+    print(f"{len(episodes)} episodes, {len(labels)} frames from {data}; "
+          f"expert labels between modes: {between_modes(labels):.3f}")
     print(f"{'policy':40s} {'axis':9s} {'explained':>9s} {'gain':>6s} {'large n':>8s} "
           f"{'|pred|/|label|':>14s} {'same sign':>9s}")
-    report: dict[str, dict[str, dict[str, float]]] = {}
+    report: dict[str, dict[str, object]] = {"expert": {"between_modes": between_modes(labels)}}
     for path in args.policies:
         policy = NavPolicy.load(path).eval()
         h, w = policy.config.encoder.image_size
@@ -92,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{path} takes {h}x{w} frames; {data} holds "
                              f"{episodes[0].frames.shape[1]}x{episodes[0].frames.shape[2]}")
         pred = np.concatenate([open_loop_commands(policy, ep.frames, ep.dt) for ep in episodes])
-        report[path] = {}
+        report[path] = {"between_modes": between_modes(pred)}
         for k, axis in enumerate(AXES):
             f = fit(pred[:, k], labels[:, k], args.large)
             report[path][axis] = f
             print(f"{path:40s} {axis:9s} {f['explained']:9.2f} {f['gain']:6.2f} {f['large_frames']:8d} "
                   f"{f['large_magnitude_ratio']:14.2f} {f['large_sign_agreement']:9.2f}")
+        print(f"{path:40s} between modes: {report[path]['between_modes']:.3f}")
     print(json.dumps(report))
     return 0
 

@@ -27,6 +27,19 @@ def test_a_shrunk_copy_has_that_gain_and_agrees_in_sign():
     assert flipped["large_sign_agreement"] == 0.0 and flipped["gain"] == pytest.approx(-1.0)
 
 
+def test_between_modes_is_a_creep_with_half_a_turn_either_way():
+    mod = load_script("command_fit")
+    commands = np.array([
+        [0.0, 0.0, 0.0, 1.2],    # search: turning on the spot
+        [1.5, 0.0, 0.0, 0.1],    # flight
+        [0.3, 0.0, 0.0, 0.6],    # between
+        [0.3, 0.1, 0.0, -0.6],   # between, turning the other way
+        [0.3, 0.0, 0.0, 1.2],    # a full-rate turn while creeping: not half a turn
+    ])
+    assert mod.between_modes(commands) == pytest.approx(2 / 5)
+    assert np.isnan(mod.between_modes(np.zeros((0, 4))))
+
+
 def test_without_large_labels_the_large_figures_are_nan():
     f = load_script("command_fit").fit(np.zeros(5), np.full(5, 0.1), large=0.3)
     assert f["large_frames"] == 0 and np.isnan(f["large_sign_agreement"])
@@ -42,7 +55,9 @@ def test_runs_over_episodes_on_disk(tmp_path, capsys):
     path = policy.save(tmp_path / "p.pt")
     assert mod.main([str(path), "--data", str(tmp_path / "eps")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(report[str(path)]) == {"forward", "left", "up", "yaw_rate"}
+    assert set(report[str(path)]) == {"forward", "left", "up", "yaw_rate", "between_modes"}
+    # a spin on the spot is a mode, not between modes
+    assert report["expert"]["between_modes"] == 0.0
     # the label turns at 1.2 rad/s on every frame: all 20 are large on that axis
     assert report[str(path)]["yaw_rate"]["large_frames"] == 20
 
