@@ -115,9 +115,10 @@ class BCConfig:
     (sin, cos) pair is added to the command loss times this weight.
     Validation stays the command loss alone. The policy is built with the two
     outputs when this is > 0; flight and export read the commands only."""
-    loss: str = "mse"
-    """Training loss of the commands: "mse" (squared error: the mean of what the
-    expert does in states that look alike) or "l1" (absolute error: the median).
+    loss: str | tuple[str, str, str, str] = "mse"
+    """Training loss of the commands, one for all or one per command (forward,
+    left, up, yaw rate): "mse" (squared error: the mean of what the expert does
+    in states that look alike) or "l1" (absolute error: the median).
     Where the labels of similar-looking states split into two modes (spin on the
     spot to search, or fly on; turn left or right round a trunk) the mean is a
     command neither mode gives, a slow creep with half a turn, and the median is
@@ -167,8 +168,13 @@ class BCConfig:
         c = self.label_balance_cap
         if isinstance(c, bool) or not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 1):
             raise ValueError(f"BCConfig.label_balance_cap={c!r}: expected a finite value >= 1")
-        if self.loss not in COMMAND_LOSSES:
-            raise ValueError(f"BCConfig.loss={self.loss!r}: expected one of {COMMAND_LOSSES}")
+        per_command = self.loss if isinstance(self.loss, (tuple, list)) else None
+        if per_command is None and self.loss not in COMMAND_LOSSES or per_command is not None and (
+                len(per_command) != 4 or any(x not in COMMAND_LOSSES for x in per_command)):
+            raise ValueError(f"BCConfig.loss={self.loss!r}: expected one of {COMMAND_LOSSES}, "
+                             "or a list of 4 of them (forward, left, up, yaw rate)")
+        if per_command is not None:
+            object.__setattr__(self, "loss", tuple(per_command))
         if not self.grad_clip > 0:
             raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
         w = self.command_weights
@@ -185,6 +191,8 @@ class BCConfig:
         d = asdict(self)
         d["augment"] = self.augment.to_dict()
         d["command_weights"] = list(self.command_weights)
+        if isinstance(self.loss, tuple):
+            d["loss"] = list(self.loss)
         return d
 
     @classmethod
@@ -325,7 +333,7 @@ class MixedSampler:
 
 def sequence_loss(policy: torch.nn.Module, batch: Batch,
                   command_weights: Sequence[float] | None = None,
-                  aux_weight: float = 0.0, loss: str = "mse") -> torch.Tensor:
+                  aux_weight: float = 0.0, loss: str | Sequence[str] = "mse") -> torch.Tensor:
     """Weighted mean squared (loss "mse") or absolute ("l1") error of the
     policy's commands in limit units, from a zero state
     (burn-in and padding steps have weight 0). Windows with a burn-in warm their
@@ -335,6 +343,7 @@ def sequence_loss(policy: torch.nn.Module, batch: Batch,
     the policy's auxiliary outputs against `batch.aux` where `batch.aux_mask`
     (and the loss weight) is 1."""
     scale = torch.as_tensor(policy.limits.scale(), dtype=torch.float32)
+    l1 = torch.as_tensor([x == "l1" for x in ((loss,) * 4 if isinstance(loss, str) else loss)])
     cw = torch.ones(4) if command_weights is None else torch.as_tensor(command_weights, dtype=torch.float32)
     cw = cw * (4.0 / cw.sum())
     total = torch.zeros(())
@@ -357,7 +366,7 @@ def sequence_loss(policy: torch.nn.Module, batch: Batch,
         else:
             commands, _ = policy(frames[:, k:], state, dt[:, k:])
         diff = commands / scale - batch.target[rows][:, k:]
-        err = (diff.abs() if loss == "l1" else diff**2) * cw
+        err = torch.where(l1, diff.abs(), diff**2) * cw
         total = total + (err * w).sum()
         weight_sum = weight_sum + w.sum()
     loss = total / (weight_sum * 4).clamp_min(1.0)

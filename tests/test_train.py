@@ -305,8 +305,18 @@ def test_l1_loss_is_the_mean_absolute_error():
         w = batch.weight.unsqueeze(-1)
         expected = ((commands / scale - batch.target).abs() * w).sum() / (w.sum() * 4)
         torch.testing.assert_close(sequence_loss(policy, batch, loss="l1"), expected, rtol=1e-5, atol=1e-7)
+        # one loss per command: l1 on forward, squared error on the rest
+        diff = commands / scale - batch.target
+        mixed = torch.cat([diff[..., :1].abs(), diff[..., 1:] ** 2], dim=-1)
+        torch.testing.assert_close(sequence_loss(policy, batch, loss=("l1", "mse", "mse", "mse")),
+                                   (mixed * w).sum() / (w.sum() * 4), rtol=1e-5, atol=1e-7)
+    cfg = BCConfig(loss=["l1", "l1", "l1", "mse"])
+    assert cfg.loss == ("l1", "l1", "l1", "mse")
+    assert BCConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="loss='huber'"):
         BCConfig(loss="huber")
+    with pytest.raises(ValueError, match=r"loss=\['l1', 'mse'\]"):
+        BCConfig(loss=["l1", "mse"])
 
 
 def test_label_balance_weights_favour_rare_commands():
