@@ -134,7 +134,10 @@ class BCConfig:
     most of the demonstrations; braking and side-stepping near a trunk are rare,
     so an unweighted loss spends most of its effort on the common commands
     (inverse-frequency weighting of imbalanced regression; 0.5 is the inverse
-    square root). Validation stays unweighted."""
+    square root). Validation stays unweighted. Measured (200 forest/unseen
+    scenes, seed 0): 0.5 flew 85.0% with 2.5% timeouts and 12.5% collisions
+    (the searches it downweights turned into creeping half-searches), 0.25
+    86.5%; the defaults 87.0%. Off by default."""
     label_balance_cap: float = 10.0
     """Largest label-density weight, as a multiple of the mean weight."""
     conv_precision: str = "auto"

@@ -62,7 +62,10 @@ class EncoderConfig:
     spread: bool = False
     """Also output each map's spread (the standard deviation of its softmax over
     the image, in the same [-1, 1] units as the positions): F grows by K.
-    Spatial softmax only. Files written before this field existed have none."""
+    Spatial softmax only. Files written before this field existed have none.
+    Measured with 32 keypoints (128 features, as many as the default's 120):
+    82.5% on 200 forest/unseen scenes against 87.0%, collisions not fewer
+    (10.5%), so it is off by default."""
     seed: int = 0
     """seed of the initial weights."""
 
