@@ -123,7 +123,11 @@ class BCConfig:
     spot to search, or fly on; turn left or right round a trunk) the mean is a
     command neither mode gives, a slow creep with half a turn, and the median is
     the larger mode. Validation stays the squared error, so validation losses
-    compare across losses."""
+    compare across losses. Measured (200 forest/unseen scenes, seed 0; the
+    defaults 87.0%, 6.5% collision, 6.5% timeout): "l1" 76.5% with 4.0%
+    collisions and 19.5% timeouts (the median ignores a brief sighting and the
+    search spins past the target), [l1, l1, l1, mse] 76.5% (18.5% timeouts),
+    [mse, mse, mse, l1] 85.0% with 4.0% collisions and 11.0% timeouts."""
     label_balance: float = 0.0
     """Exponent of the label-density weighting of each frame's loss (0 = off,
     every frame weighs the same). Each frame weighs density**-label_balance,
