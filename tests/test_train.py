@@ -269,7 +269,9 @@ def test_resume_refuses_another_configuration_but_accepts_an_older_file(tmp_path
         run_training(weighted, resume=True, progress=False)
 
 
-def test_command_weights_scale_each_command_and_keep_the_mean():
+def _gru_on_a_batch():
+    """A fresh GRU policy, a 4-window batch, the policy's commands in limit
+    units minus the targets, and the (B, T, 1) loss weights."""
     torch.manual_seed(0)
     eps = synthetic_episodes(n=2, t=30)
     cfg = BCConfig(**{**TINY, "window": 6, "burn_in": 0})
@@ -278,8 +280,13 @@ def test_command_weights_scale_each_command_and_keep_the_mean():
     with torch.no_grad():
         commands, _ = policy(batch.frames, None, batch.dt)
         scale = torch.as_tensor(policy.limits.scale(), dtype=commands.dtype)
-        w = batch.weight.unsqueeze(-1)
-        per_command = ((commands / scale - batch.target) ** 2 * w).sum((0, 1)) / w.sum()
+    return policy, batch, commands / scale - batch.target, batch.weight.unsqueeze(-1)
+
+
+def test_command_weights_scale_each_command_and_keep_the_mean():
+    policy, batch, diff, w = _gru_on_a_batch()
+    with torch.no_grad():
+        per_command = (diff**2 * w).sum((0, 1)) / w.sum()
         # (1, 3, 1, 1) normalised to mean 1: (2/3, 2, 2/3, 2/3)
         expected = (per_command * torch.tensor([2 / 3, 2.0, 2 / 3, 2 / 3])).mean()
         torch.testing.assert_close(sequence_loss(policy, batch, (1, 3, 1, 1)), expected,
@@ -294,19 +301,11 @@ def test_command_weights_scale_each_command_and_keep_the_mean():
 
 
 def test_l1_loss_is_the_mean_absolute_error():
-    torch.manual_seed(0)
-    eps = synthetic_episodes(n=2, t=30)
-    cfg = BCConfig(**{**TINY, "window": 6, "burn_in": 0})
-    batch = WindowSampler(eps, cfg, np.ones(4)).draw(np.random.default_rng(1), 4, augment=False)
-    policy = make_policy("gru", 0)
+    policy, batch, diff, w = _gru_on_a_batch()
     with torch.no_grad():
-        commands, _ = policy(batch.frames, None, batch.dt)
-        scale = torch.as_tensor(policy.limits.scale(), dtype=commands.dtype)
-        w = batch.weight.unsqueeze(-1)
-        expected = ((commands / scale - batch.target).abs() * w).sum() / (w.sum() * 4)
+        expected = (diff.abs() * w).sum() / (w.sum() * 4)
         torch.testing.assert_close(sequence_loss(policy, batch, loss="l1"), expected, rtol=1e-5, atol=1e-7)
         # one loss per command: l1 on forward, squared error on the rest
-        diff = commands / scale - batch.target
         mixed = torch.cat([diff[..., :1].abs(), diff[..., 1:] ** 2], dim=-1)
         torch.testing.assert_close(sequence_loss(policy, batch, loss=("l1", "mse", "mse", "mse")),
                                    (mixed * w).sum() / (w.sum() * 4), rtol=1e-5, atol=1e-7)
