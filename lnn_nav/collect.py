@@ -150,16 +150,14 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
     if not isinstance(old, dict):
         return
     keys = ("task", "family", "split", "noise", "expert", "learner")
-    if isinstance(old.get("noise"), dict):
-        # read through NoiseConfig, so a manifest from before a noise field existed
-        # compares equal when the new field holds its default
-        old["noise"] = NoiseConfig.from_dict(old["noise"]).to_dict()
-    if isinstance(old.get("expert"), dict):
-        # likewise for an expert field added since (its default is the old behaviour)
-        try:
-            old["expert"] = ExpertConfig.from_dict(old["expert"]).to_dict()
-        except (TypeError, ValueError):
-            pass  # an expert this code no longer knows: the comparison below refuses it
+    # read through the config classes, so a manifest from before a field existed
+    # compares equal when the new field holds its default (the old behaviour)
+    for key, config in (("noise", NoiseConfig), ("expert", ExpertConfig)):
+        if isinstance(old.get(key), dict):
+            try:
+                old[key] = config.from_dict(old[key]).to_dict()
+            except (TypeError, ValueError):
+                pass  # settings this code no longer knows: the comparison below refuses them
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
     # collections from before the camera was recorded all used this one
     if old.get("camera", _LEGACY_CAMERA) != produced_by["camera"]:

@@ -63,6 +63,11 @@ def conv_autocast_dtype(precision: str) -> torch.dtype | None:
 COMMAND_LOSSES = ("mse", "l1")
 
 
+def per_command_losses(loss: str | Sequence[str]) -> tuple[str, ...]:
+    """`BCConfig.loss` as one loss name per command."""
+    return (loss,) * 4 if isinstance(loss, str) else tuple(loss)
+
+
 @dataclass(frozen=True)
 class BCConfig:
     """Knobs of one behaviour-cloning phase."""
@@ -176,13 +181,12 @@ class BCConfig:
         c = self.label_balance_cap
         if isinstance(c, bool) or not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 1):
             raise ValueError(f"BCConfig.label_balance_cap={c!r}: expected a finite value >= 1")
-        per_command = self.loss if isinstance(self.loss, (tuple, list)) else None
-        if per_command is None and self.loss not in COMMAND_LOSSES or per_command is not None and (
-                len(per_command) != 4 or any(x not in COMMAND_LOSSES for x in per_command)):
+        losses = per_command_losses(self.loss) if isinstance(self.loss, (str, tuple, list)) else ()
+        if len(losses) != 4 or any(x not in COMMAND_LOSSES for x in losses):
             raise ValueError(f"BCConfig.loss={self.loss!r}: expected one of {COMMAND_LOSSES}, "
                              "or a list of 4 of them (forward, left, up, yaw rate)")
-        if per_command is not None:
-            object.__setattr__(self, "loss", tuple(per_command))
+        if not isinstance(self.loss, str):
+            object.__setattr__(self, "loss", losses)
         if not self.grad_clip > 0:
             raise ValueError(f"BCConfig.grad_clip={self.grad_clip}: expected a value > 0")
         w = self.command_weights
@@ -351,7 +355,7 @@ def sequence_loss(policy: torch.nn.Module, batch: Batch,
     the policy's auxiliary outputs against `batch.aux` where `batch.aux_mask`
     (and the loss weight) is 1."""
     scale = torch.as_tensor(policy.limits.scale(), dtype=torch.float32)
-    l1 = torch.as_tensor([x == "l1" for x in ((loss,) * 4 if isinstance(loss, str) else loss)])
+    l1 = torch.as_tensor([x == "l1" for x in per_command_losses(loss)])
     cw = torch.ones(4) if command_weights is None else torch.as_tensor(command_weights, dtype=torch.float32)
     cw = cw * (4.0 / cw.sum())
     total = torch.zeros(())
