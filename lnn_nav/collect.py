@@ -47,12 +47,13 @@ from lnn_nav.rollout import (
 from lnn_nav.sim.camera import CameraConfig
 
 # the camera of every collection whose manifest does not name one
-_LEGACY_CAMERA = {"width": 64, "height": 64, "vfov_rad": math.radians(60.0)}
+_LEGACY_CAMERA = {"width": 64, "height": 64, "vfov_rad": math.radians(60.0), "supersample": 1}
 
 
 def _camera_identity(camera: CameraConfig) -> dict[str, Any]:
     """What of the camera decides the frames a policy learns from (JSON-comparable)."""
-    return {"width": camera.width, "height": camera.height, "vfov_rad": float(camera.vfov_rad)}
+    return {"width": camera.width, "height": camera.height, "vfov_rad": float(camera.vfov_rad),
+            "supersample": camera.supersample}
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,9 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
             except (TypeError, ValueError):
                 pass  # settings this code no longer knows: the comparison below refuses them
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
-    # collections from before the camera was recorded all used this one
+    # collections from before the camera (or its supersampling) was recorded all used these
+    if isinstance(old.get("camera"), dict):
+        old["camera"] = {"supersample": 1, **old["camera"]}
     if old.get("camera", _LEGACY_CAMERA) != produced_by["camera"]:
         old.setdefault("camera", _LEGACY_CAMERA)
         diff.append("camera")

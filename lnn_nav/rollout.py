@@ -206,13 +206,13 @@ def make_env(task: Task, family: str, split: str, camera: Any = None, **kwargs: 
 def policy_camera(policy: Any) -> Any:
     """The `CameraConfig` whose frames `policy` (a NavPolicy, or its PolicyConfig
     or EncoderConfig) takes: its image size and field of view on the default
-    mounting."""
+    mounting, rendered with its supersampling."""
     from lnn_nav.sim.camera import CameraConfig
 
     enc = getattr(policy, "config", policy)
     enc = getattr(enc, "encoder", enc)
     h, w = enc.image_size
-    return CameraConfig(width=w, height=h, vfov_rad=enc.vfov_rad)
+    return CameraConfig(width=w, height=h, vfov_rad=enc.vfov_rad, supersample=enc.supersample)
 
 
 def env_task(env: Any) -> Task:

@@ -819,6 +819,8 @@ def _demo_dir(cfg: TrainConfig, split: str, episodes: int, noise: float) -> Path
     camera = policy_camera(cfg.encoder_config())
     if camera != CameraConfig():
         name += f"-cam{camera.height}x{camera.width}v{math.degrees(camera.vfov_rad):.1f}"
+        if camera.supersample > 1:
+            name += f"s{camera.supersample}"
     return Path(cfg.data_dir) / name
 
 

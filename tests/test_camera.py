@@ -188,6 +188,43 @@ def test_function_and_class_agree():
         )
 
 
+def test_supersampled_pixel_is_the_mean_of_its_samples():
+    """supersample=s equals the s x s block means of the same view rendered at s times the size."""
+    with QuadSim(QuadSimConfig(drone_visual=False)) as sim:
+        add_box(sim.client, (0.2, 0.2, 1.0), (3.0, 0.4, 1.0))
+        add_box(sim.client, (0.1, 0.5, 0.3), (5.0, -1.0, 1.5), rgba=[0.2, 0.6, 0.9, 1])
+        pos, R = np.array([0.0, 0.0, 1.2]), rpy_matrix(0.05, -0.1, 0.1)
+        for s in (2, 3):
+            fine = render(sim.client, CameraConfig(width=48 * s, height=32 * s), pos, R,
+                          background_rgb=(90, 140, 220))
+            coarse = render(sim.client, CameraConfig(width=48, height=32, supersample=s), pos, R,
+                            background_rgb=(90, 140, 220))
+            assert coarse.shape == (32, 48, 3) and coarse.dtype == np.uint8
+            means = fine.reshape(32, s, 48, s, 3).astype(float).mean(axis=(1, 3))
+            np.testing.assert_array_equal(coarse, np.floor(means + 0.5).astype(np.uint8))
+
+
+def test_supersampling_keeps_a_subpixel_target_in_every_frame():
+    """A red box 10 m ahead, 0.73 px square, drifting sideways by +-0.44 px: one sample
+    per pixel misses it in some frames; 3 x 3 samples catch some of it in every frame,
+    and about as much each time."""
+    f = CameraConfig().focal_px
+    half = 0.363 / f * 10.0
+    with QuadSim(QuadSimConfig(drone_visual=False)) as sim:
+        # a quarter pixel above the optical axis, so that one row of samples crosses it
+        add_box(sim.client, (0.01, half, half), (10.07, 0.0, 1.0 + 0.25 / f * 10.07))
+        R = rpy_matrix(0.0, 0.0, 0.0)
+        redness = {1: [], 3: []}
+        for y in np.linspace(-0.08, 0.08, 12):
+            pos = np.array([0.0, y, 1.0])
+            for s in redness:
+                img = render(sim.client, CameraConfig(supersample=s), pos, R).astype(int)
+                redness[s].append(int((img[..., 0] - img[..., 1]).clip(min=0).sum()))
+        assert min(redness[1]) == 0 < max(redness[1])
+        assert min(redness[3]) > 0
+        assert max(redness[3]) < 2 * min(redness[3])
+
+
 def test_config_round_trip_and_validation():
     cfg = CameraConfig(
         width=96, height=48, vfov_rad=0.8, tilt_up_rad=-0.2, offset_body_m=(0.08, 0.0, 0.01)
@@ -204,6 +241,9 @@ def test_config_round_trip_and_validation():
         CameraConfig(near_m=1.0, far_m=0.5)
     with pytest.raises(ValueError, match="offset_body_m"):
         CameraConfig(offset_body_m=(0.1, 0.0))
+    for bad in (0, 9, 1.5, True):
+        with pytest.raises(ValueError, match=f"supersample={bad!r}: expected an integer in"):
+            CameraConfig(supersample=bad)
     with pytest.raises(ValueError, match="unknown CameraConfig keys"):
         CameraConfig.from_dict({"fov_deg": 60})
     with pytest.raises(ValueError, match="color_rgb"):

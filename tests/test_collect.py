@@ -298,9 +298,24 @@ def test_collection_records_its_camera_and_refuses_another(tmp_path):
     (ep,) = data.load_dataset([tmp_path])
     assert ep.frames.shape[1:] == (32, 48, 3)
     assert data.read_manifest(tmp_path)["produced_by"]["camera"] == {
-        "width": 48, "height": 32, "vfov_rad": 1.0}
+        "width": 48, "height": 32, "vfov_rad": 1.0, "supersample": 1}
     with pytest.raises(ValueError, match="camera"):
         collect("forest", "train", [0, 1], tmp_path, progress=False)  # the default camera
+    with pytest.raises(ValueError, match="supersample"):
+        collect("forest", "train", [0, 1], tmp_path, camera=CameraConfig(
+            width=48, height=32, vfov_rad=1.0, supersample=2), progress=False)
+
+
+def test_a_camera_recorded_before_supersampling_counts_as_one_sample(tmp_path):
+    from lnn_nav.sim.camera import CameraConfig
+
+    cam = CameraConfig(width=32, height=32)
+    collect("forest", "train", [0], tmp_path, camera=cam, progress=False)
+    manifest = data.read_manifest(tmp_path)
+    del manifest["produced_by"]["camera"]["supersample"]
+    data.write_manifest(tmp_path, manifest["produced_by"])
+    collect("forest", "train", [0, 1], tmp_path, camera=cam, progress=False)
+    assert len(data.load_dataset([tmp_path])) == 2
 
 
 def test_collection_without_a_recorded_camera_counts_as_the_old_default(tmp_path):

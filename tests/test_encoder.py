@@ -75,6 +75,17 @@ def test_field_of_view_is_checked_and_old_files_read_as_60_degrees():
             EncoderConfig(vfov_rad=bad)
 
 
+def test_supersampling_is_checked_and_old_files_read_as_one():
+    cfg = EncoderConfig(supersample=2)
+    old = cfg.to_dict()
+    del old["supersample"]
+    assert EncoderConfig.from_dict(old).supersample == 1
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ValueError, match=f"supersample={bad!r}: expected an integer in"):
+            EncoderConfig(supersample=bad)
+
+
 def test_same_seed_same_weights():
     a, b = CNNEncoder(EncoderConfig(seed=7)), CNNEncoder(EncoderConfig(seed=7))
     c = CNNEncoder(EncoderConfig(seed=8))

@@ -478,6 +478,8 @@ def test_encoder_changes_reach_the_policy_and_its_camera(tmp_path, monkeypatch):
         run_training(cfg, progress=False)
     assert cameras == [CameraConfig(width=80, height=48, vfov_rad=1.0)] * 2
     assert _demo_dir(default, "train", 700, 0.3) != _demo_dir(cfg, "train", 700, 0.3)
+    ss = TrainConfig(encoder={"supersample": 2}, data_dir=cfg.data_dir)
+    assert _demo_dir(ss, "train", 700, 0.3).name == "forest-train-n700-noise0.3-cam64x64v60.0s2"
 
     with pytest.raises(ValueError, match="image_sise"):
         TrainConfig(encoder={"image_sise": [48, 80]})

@@ -51,6 +51,10 @@ class EncoderConfig:
     do not say how wide the world they show is; a policy flown behind another
     field of view than it was trained on sees obstacles at the wrong bearings.
     Files written before this field existed were all trained at 60 deg."""
+    supersample: int = 1
+    """rendered samples per pixel side of the camera whose frames it takes
+    (`CameraConfig.supersample`); the encoder itself never reads it. Files
+    written before this field existed were all trained at 1."""
     channels: tuple[int, int, int] = (16, 32, 48)
     """output channels of the three conv layers (strides 2, 2, 1)."""
     keypoints: int = 56
@@ -78,6 +82,9 @@ class EncoderConfig:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < math.pi:
             raise ValueError(f"vfov_rad={v!r}: expected an angle in (0, pi) rad")
         object.__setattr__(self, "vfov_rad", float(v))
+        ss = self.supersample
+        if isinstance(ss, bool) or not isinstance(ss, int) or not 1 <= ss <= 8:
+            raise ValueError(f"supersample={ss!r}: expected an integer in [1, 8]")
         chans = tuple(self.channels)
         if len(chans) != 3 or not all(isinstance(c, int) and c >= 1 for c in chans):
             raise ValueError(f"channels={self.channels!r}: expected 3 integers >= 1")

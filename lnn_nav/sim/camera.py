@@ -63,6 +63,12 @@ class CameraConfig:
     """m, far clipping distance (beyond it: background)."""
     shadows: bool = False
     """render shadows (slower)."""
+    supersample: int = 1
+    """each pixel is the mean of supersample x supersample rendered samples. A
+    sensor pixel integrates the light falling on it; the renderer samples one
+    point per pixel, so a target smaller than a pixel shows in some frames and
+    vanishes in the next (aliasing). Averaged samples show it as a steady faint
+    blend. Rendering costs grow about with supersample**2."""
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -95,6 +101,9 @@ class CameraConfig:
             )
         if not isinstance(self.shadows, bool):
             raise ValueError(f"CameraConfig.shadows={self.shadows!r}: expected true or false")
+        ss = self.supersample
+        if isinstance(ss, bool) or not isinstance(ss, int) or not 1 <= ss <= 8:
+            raise ValueError(f"CameraConfig.supersample={ss!r}: expected an integer in [1, 8]")
 
     @property
     def aspect(self) -> float:
@@ -235,9 +244,11 @@ def render(
     """
     eye, R_wc = camera_pose(config, pos_w, R_wb)
     light = lighting if lighting is not None else _DEFAULT_LIGHTING
+    ss = config.supersample
+    h, w = config.height * ss, config.width * ss
     out = p.getCameraImage(
-        config.width,
-        config.height,
+        w,
+        h,
         viewMatrix=view_matrix(eye, R_wc),
         projectionMatrix=_projection if _projection is not None else config.projection_matrix(),
         lightDirection=list(light.direction_w),
@@ -250,12 +261,15 @@ def render(
         flags=p.ER_NO_SEGMENTATION_MASK,
         physicsClientId=client,
     )
-    rgba = np.asarray(out[2], dtype=np.uint8).reshape(config.height, config.width, 4)
+    rgba = np.asarray(out[2], dtype=np.uint8).reshape(h, w, 4)
     rgb = np.ascontiguousarray(rgba[:, :, :3])
     if background_rgb is not None:
         # The depth buffer is 1.0 exactly where no triangle was drawn.
-        depth = np.asarray(out[3]).reshape(config.height, config.width)
+        depth = np.asarray(out[3]).reshape(h, w)
         rgb[depth >= 1.0] = background_rgb
+    if ss > 1:
+        blocks = rgb.reshape(config.height, ss, config.width, ss, 3).sum(axis=(1, 3), dtype=np.uint32)
+        rgb = ((blocks + ss * ss // 2) // (ss * ss)).astype(np.uint8)
     return rgb
 
 
