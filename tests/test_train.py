@@ -127,6 +127,28 @@ def test_ltc_initialisation_is_configurable_and_reaches_the_policy(tmp_path):
         make_policy("lstm", 0, LTCTrainability())
 
 
+def test_ncp_sparsity_rewires_the_ltc_head_at_the_same_dense_count(tmp_path):
+    cfg_path = tmp_path / "sparse.yaml"
+    cfg_path.write_text("ncp_sparsity: 0.2\n")
+    cfg = TrainConfig.from_yaml(cfg_path)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    denser = make_policy("ltc", 0, sparsity=cfg.ncp_sparsity)
+    default = make_policy("ltc", 0)
+    assert denser.config.head.sparsity_level == 0.2
+    assert default.config == make_policy("ltc", 0, sparsity=0.5).config
+    dense, sparse = denser.head.param_count(), default.head.param_count()
+    assert dense["dense"] == sparse["dense"] and dense["effective"] > sparse["effective"]
+    wd, ws = denser.config.head.wiring(), default.config.head.wiring()
+    assert wd.num_sensory_synapses > ws.num_sensory_synapses and wd.num_synapses > ws.num_synapses
+    for bad in (0.05, 0.95, True, "dense"):
+        with pytest.raises(ValueError, match="ncp_sparsity"):
+            TrainConfig(ncp_sparsity=bad)
+    with pytest.raises(ValueError, match="head='gru'"):
+        TrainConfig(head="gru", ncp_sparsity=0.2)
+    with pytest.raises(ValueError, match="head='cfc'"):
+        make_policy("cfc", 0, sparsity=0.2)
+
+
 def test_expert_is_configurable_and_flies_every_collection(tmp_path, monkeypatch):
     import lnn_nav.collect
 
