@@ -33,8 +33,10 @@ needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed")
 STEPS = 500
 
 
-def make_ltc(inputs: int = 24, units: int = 40, outputs: int = 4, seed: int = 5) -> LTC:
-    ltc = LTC(AutoNCP(inputs, units, outputs, seed=seed), seed=seed, backend="torch")
+def make_ltc(inputs: int = 24, units: int = 40, outputs: int = 4, seed: int = 5,
+             sparsity: float = 0.5) -> LTC:
+    ltc = LTC(AutoNCP(inputs, units, outputs, sparsity_level=sparsity, seed=seed), seed=seed,
+              backend="torch")
     with torch.no_grad():
         # non-trivial affine maps, so the test sees them used
         g = torch.Generator().manual_seed(seed)
@@ -98,6 +100,18 @@ def test_c_step_matches_torch_over_500_steps(tmp_path, stage):
     assert result.passed, result.output
     assert result.max_abs_err_outputs <= 1e-5
     assert result.max_abs_err_state <= 1e-5
+
+
+@needs_gcc
+def test_c_step_matches_torch_with_a_denser_wiring(tmp_path):
+    # `ncp_sparsity` trains other masks than the default; the generated code
+    # must follow whichever synapses the wiring keeps
+    ltc = make_ltc(sparsity=0.2)
+    assert len(ltc.export_arrays()["sensory_src"]) > len(make_ltc().export_arrays()["sensory_src"])
+    golden = torch_golden(ltc, lambda x: x)
+    write_c(tmp_path, CHeadSpec(ltc.export_arrays(), ()), golden)
+    result = run_harness(build_harness(tmp_path, tmp_path / "harness"), tmp_path / "golden.bin", tol=1e-5)
+    assert result.passed, result.output
 
 
 @needs_gcc
