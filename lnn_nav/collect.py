@@ -160,11 +160,11 @@ def _check_same_settings(out_dir: Path, produced_by: dict[str, Any]) -> None:
             except (TypeError, ValueError):
                 pass  # settings this code no longer knows: the comparison below refuses them
     diff = [k for k in keys if k in old and old[k] != produced_by[k]]
-    # collections from before the camera (or its supersampling) was recorded all used these
-    if isinstance(old.get("camera"), dict):
-        old["camera"] = {"supersample": 1, **old["camera"]}
-    if old.get("camera", _LEGACY_CAMERA) != produced_by["camera"]:
-        old.setdefault("camera", _LEGACY_CAMERA)
+    # a field of the camera that a manifest does not record (all of them, before the
+    # camera was recorded) held the legacy camera's value
+    old_camera = old.get("camera", {})
+    old["camera"] = {**_LEGACY_CAMERA, **old_camera} if isinstance(old_camera, dict) else old_camera
+    if old["camera"] != produced_by["camera"]:
         diff.append("camera")
     # a manifest from before these keys existed came from an older generator / expert
     diff += [k for k in ("scenes", "expert_version") if old.get(k) != produced_by[k]]
